@@ -1,0 +1,39 @@
+"""Settings: where the warehouse lives and the few choices an operator makes. Read once, passed in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Engine = Literal["duckdb", "spark"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know besides its own arguments."""
+
+    warehouse_dir: Path = Path("warehouse")
+    currency: str = "EUR"
+    keep_versions: int = 3
+    """How many published versions stay on disk (the live one included)."""
+    engine: Engine = "duckdb"
+    max_reject_rate: float = 0.25
+    """A source whose share of quarantined rows in one refresh exceeds this fails the checks."""
+    kpi_thresholds: dict[str, float] = field(
+        default_factory=lambda: {
+            "availability_pct": 99.0,
+            "accessibility_pct": 98.0,
+            "drop_rate_pct": 2.0,
+            "dl_throughput_mbps": 10.0,
+            "latency_ms": 60.0,
+            "prb_utilisation_pct": 80.0,
+        }
+    )
+
+    @classmethod
+    def from_env(cls, *, warehouse: str | os.PathLike[str] | None = None, **overrides) -> Settings:
+        """Settings from arguments, else the environment (`OPENCEM_WAREHOUSE`), else defaults."""
+        wh = warehouse or os.environ.get("OPENCEM_WAREHOUSE") or "warehouse"
+        return cls(warehouse_dir=Path(wh), **overrides)
