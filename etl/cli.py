@@ -1,0 +1,128 @@
+"""The `opencem` command line: a contract that scripts and schedulers call (see DESIGN.md).
+
+Exit codes: 0 done (or nothing new), 1 checks failed and nothing was published, 2 usage or unreadable
+input, 3 another refresh holds the lock. `--json` prints one JSON object on stdout and nothing else
+there; human progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from etl.config import Settings
+from etl.errors import CheckFailed, LockHeld, OpencemError, UsageError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _emit(result: dict, *, as_json: bool, human: str) -> None:
+    if as_json:
+        print(json.dumps(result, default=str, sort_keys=True))
+    else:
+        print(human, file=sys.stderr)
+
+
+def _cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from etl.generate import generate
+
+    truth = generate(
+        Path(args.out), customers=args.customers, days=args.days, seed=args.seed, zones=args.zones,
+        compress=not args.no_compress, log=_progress,
+    )
+    counts = {k: v["count"] for k, v in truth.get("inconsistencies", {}).items()}
+    _emit({"out": str(args.out), "truth": truth}, as_json=args.json,
+          human=f"wrote a synthetic operator to {args.out}; planted: {counts}")
+    return EXIT_OK
+
+
+def _cmd_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    from etl.pipeline import refresh
+
+    result = refresh(settings, source=Path(args.source), mapping=Path(args.mapping) if args.mapping else None,
+                     engine=args.engine, log=_progress)
+    _emit(result.to_dict(), as_json=args.json, human=result.describe())
+    return EXIT_OK if result.ok else EXIT_REJECTED
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from etl.status import describe_status, status
+
+    result = status(settings)
+    _emit(result, as_json=args.json, human=describe_status(result))
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    raise UsageError("`opencem train` arrives with the churn issue: it is not built yet")
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    raise UsageError("`opencem serve` arrives with the app issue: it is not built yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--warehouse", help="warehouse folder (default ./warehouse or $OPENCEM_WAREHOUSE)")
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    parser = argparse.ArgumentParser(prog="opencem", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", parents=[common], help="write a synthetic operator's extracts")
+    g.add_argument("--out", required=True)
+    g.add_argument("--customers", type=int, default=3000)
+    g.add_argument("--days", type=int, default=28)
+    g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--zones", type=int, default=None, help="number of zones (default scales with customers)")
+    g.add_argument("--no-compress", action="store_true", help="write daily files as plain CSV")
+    g.set_defaults(func=_cmd_generate)
+
+    r = sub.add_parser("refresh", parents=[common], help="load new extracts, build, check and publish")
+    r.add_argument("--source", required=True, help="folder of extract files")
+    r.add_argument("--mapping", help="TOML mapping for an operator's own exports")
+    r.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
+    r.set_defaults(func=_cmd_refresh)
+
+    t = sub.add_parser("train", parents=[common], help="train, evaluate and publish churn scores")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("serve", parents=[common], help="serve the app on the current version")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8050)
+    s.set_defaults(func=_cmd_serve)
+
+    st = sub.add_parser("status", parents=[common], help="the live version, rows, quarantine, freshness")
+    st.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    settings = Settings.from_env(warehouse=args.warehouse)
+    try:
+        return args.func(args, settings)
+    except LockHeld as exc:
+        _progress(f"opencem {args.command}: {exc}")
+        return EXIT_LOCKED
+    except CheckFailed as exc:
+        _progress(f"opencem {args.command}: checks failed, nothing published: {exc}")
+        return EXIT_REJECTED
+    except (UsageError, OpencemError, FileNotFoundError) as exc:
+        _progress(f"opencem {args.command}: {exc}")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
