@@ -1,0 +1,107 @@
+"""Benchmark of `opencem refresh` against DuckDB's own `read_csv` of the same files, measured in one run.
+
+    .venv/bin/python benchmarks/etl.py --customers 1000000 --days 7
+
+Targets (issue: the warehouse): full refresh within 2x the reference (aim 1.5x), peak RSS under 6 GB,
+an incremental one-day refresh under a quarter of the full one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ensure_generated, opencem, run, table  # noqa: E402
+
+REFERENCE = r"""
+import duckdb, glob, os, sys
+src, db = sys.argv[1], sys.argv[2]
+con = duckdb.connect(db)
+rows = 0
+for name in sorted({f.split('_2')[0] if '_2' in f else f.split('.')[0] for f in os.listdir(src)
+                    if f.endswith(('.csv', '.csv.gz'))}):
+    files = sorted(glob.glob(os.path.join(src, name + '.csv*')) + glob.glob(os.path.join(src, name + '_*.csv*')))
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv({files!r}, ignore_errors=true)")
+    rows += con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+con.close()
+print(rows)
+"""
+
+DAY = re.compile(r"_(\d{8})\.")
+
+
+def link_tree(src: Path, dst: Path, *, skip_day: str | None = None) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        m = DAY.search(f.name)
+        if skip_day and m and m.group(1) == skip_day:
+            continue
+        if not (dst / f.name).exists():
+            (dst / f.name).symlink_to(f.resolve())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--engine", default="duckdb")
+    args = ap.parse_args()
+
+    src = ensure_generated(args.customers, args.days)
+    size_mb = sum(f.stat().st_size for f in src.iterdir()) / 2**20
+    days = sorted({m.group(1) for f in src.iterdir() if (m := DAY.search(f.name))})
+    work = Path(tempfile.mkdtemp(prefix="opencem-bench-"))
+    try:
+        ref = run([sys.executable, "-c", REFERENCE, str(src), str(work / "reference.duckdb")])
+        if ref.returncode:
+            raise SystemExit(ref.stderr)
+        ref_rows = int(ref.stdout.strip().splitlines()[-1])
+
+        full = run(opencem("refresh", "--source", str(src), "--warehouse", str(work / "wh_full"), "--json",
+                           "--engine", args.engine))
+        if full.returncode:
+            raise SystemExit(f"full refresh failed ({full.returncode}):\n{full.stderr[-4000:]}")
+        summary = full.json()
+
+        partial = work / "partial"
+        link_tree(src, partial, skip_day=days[-1])
+        first = run(opencem("refresh", "--source", str(partial), "--warehouse", str(work / "wh_inc"), "--json"))
+        if first.returncode:
+            raise SystemExit(f"refresh without the last day failed:\n{first.stderr[-4000:]}")
+        link_tree(src, partial)
+        inc = run(opencem("refresh", "--source", str(partial), "--warehouse", str(work / "wh_inc"), "--json"))
+        if inc.returncode:
+            raise SystemExit(f"incremental refresh failed:\n{inc.stderr[-4000:]}")
+        again = run(opencem("refresh", "--source", str(partial), "--warehouse", str(work / "wh_inc"), "--json"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows_read = summary.get("rows_read", 0)
+    print(f"\nopencem refresh benchmark: {args.customers:,} customers x {args.days} days, "
+          f"{size_mb:,.0f} MB of extracts, engine {args.engine}\n")
+    print(table([
+        ("duckdb read_csv (reference)", f"{ref.wall_s:.1f}", f"{ref.peak_rss_mb:,.0f}", f"{ref_rows:,}",
+         f"{ref_rows / ref.wall_s:,.0f}", "1.00"),
+        ("opencem refresh, full", f"{full.wall_s:.1f}", f"{full.peak_rss_mb:,.0f}", f"{rows_read:,}",
+         f"{rows_read / full.wall_s:,.0f}", f"{full.wall_s / ref.wall_s:.2f}"),
+        ("opencem refresh, one new day", f"{inc.wall_s:.1f}", f"{inc.peak_rss_mb:,.0f}",
+         f"{inc.json().get('rows_read', 0):,}", "", f"{inc.wall_s / ref.wall_s:.2f}"),
+        ("opencem refresh, nothing new", f"{again.wall_s:.1f}", f"{again.peak_rss_mb:,.0f}",
+         f"{again.json().get('rows_read', 0):,}", "", f"{again.wall_s / ref.wall_s:.2f}"),
+    ], ("run", "wall s", "peak RSS MB", "rows", "rows/s", "x reference")))
+    print(f"\nfull / reference = {full.wall_s / ref.wall_s:.2f} (target < 2, aim 1.5); "
+          f"incremental / full = {inc.wall_s / full.wall_s:.2f} (target < 0.25); "
+          f"peak RSS {full.peak_rss_mb / 1024:.2f} GB (target < 6)")
+    steps = summary.get("steps") or summary.get("timings")
+    if steps:
+        print("\nfull refresh by step:", json.dumps(steps, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
