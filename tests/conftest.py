@@ -46,3 +46,10 @@ def pytest_make_collect_report(collector):
     if report.skipped and in_ci() and ("tests/e2e/" in nodeid or "spark" in nodeid.rsplit("/", 1)[-1]):
         report.outcome = "failed"
         report.longrepr = f"{nodeid} was skipped at collection, which CI=true does not allow: {report.longrepr}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e drives a browser: mark it so (and so CI refuses to skip it)."""
+    for item in items:
+        if "/tests/e2e/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.browser)

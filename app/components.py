@@ -1,0 +1,72 @@
+"""Small layout factories shared by the pages (`create_*`): header, cards, empty states, trust notes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dash
+import dash_mantine_components as dmc
+from dash import dcc, html
+
+from app.constants import APP_TITLE
+
+
+def create_header() -> dmc.Group:
+    """The top bar: the product name and one link per page that asks to be in the navigation."""
+    links = [
+        dmc.Anchor(page["name"], href=page["relative_path"], underline="never", c="dark", fw=500)
+        for page in dash.page_registry.values()
+        if page.get("nav", True) and "path_template" not in page and page["path"] != "/404"
+    ]
+    return dmc.Group(
+        [
+            dmc.Group([dmc.Text(APP_TITLE, fw=700, size="xl", c="indigo"),
+                       dmc.Text("customer experience analytics", size="sm", c="dimmed")], gap="xs"),
+            dmc.Group(links, gap="lg"),
+        ],
+        justify="space-between", h="100%",
+    )
+
+
+def create_empty_state(sentence: str, *, title: str = "Nothing to show") -> dmc.Alert:
+    """What a view shows instead of a blank chart: a title and a sentence that says why."""
+    return dmc.Alert(sentence, title=title, color="gray", variant="light")
+
+
+def create_notice(sentence: str, *, color: str = "yellow", title: str | None = None) -> dmc.Alert:
+    return dmc.Alert(sentence, title=title, color=color, variant="light", py=6)
+
+
+def create_stat_card(label: str, value: str, *, delta: str | None = None, delta_good: bool | None = None,
+                     note: str | None = None, card_id: str | None = None) -> dmc.Paper:
+    """A headline figure with its change against the previous period (green when the change is good)."""
+    color = "dimmed" if delta_good is None else ("teal" if delta_good else "red")
+    children = [dmc.Text(label, size="sm", c="dimmed"), dmc.Text(value, fw=700, size="xl")]
+    if delta:
+        children.append(dmc.Text(delta, size="sm", c=color))
+    if note:
+        children.append(dmc.Text(note, size="xs", c="dimmed"))
+    kwargs = {"id": card_id} if card_id else {}
+    return dmc.Paper(dmc.Stack(children, gap=2), withBorder=True, p="sm", radius="md", **kwargs)
+
+
+def create_asof(as_of: str | None, version: str | None, *, missing: Sequence[str] = ()) -> dmc.Group:
+    """The data's as-of time and version, and the sources that are not loaded (never shown as zero)."""
+    items = [dmc.Badge(f"data as of {as_of or 'unknown'}", color="indigo", variant="light"),
+             dmc.Text(f"warehouse {version or '-'}", size="xs", c="dimmed")]
+    if missing:
+        items.append(dmc.Badge(f"not loaded: {', '.join(missing)}", color="orange", variant="light"))
+    return dmc.Group(items, gap="sm")
+
+
+def create_graph(graph_id: str | dict, figure=None, *, height: int | None = None) -> dcc.Graph:
+    style = {"height": f"{height}px"} if height else None
+    return dcc.Graph(id=graph_id, figure=figure or {}, config={"displaylogo": False, "scrollZoom": True},
+                     style=style)
+
+
+def create_section(title: str, *children, description: str | None = None) -> html.Section:
+    head = [dmc.Title(title, order=4)]
+    if description:
+        head.append(dmc.Text(description, size="sm", c="dimmed"))
+    return html.Section(dmc.Stack([*head, *children], gap="xs"), style={"marginTop": "18px"})

@@ -1,0 +1,72 @@
+"""The Dash app's frame: `create_app(settings)` builds it; `server` (lazily) serves it under a WSGI server.
+
+Production: `gunicorn --workers 4 --bind 127.0.0.1:8050 'app.main:create_server()'` (see README). Each
+worker reads the published warehouse read-only; no work happens at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import dash
+import dash_mantine_components as dmc
+from dash import Dash, dcc, html
+
+from app.components import create_header
+from app.constants import APP_TITLE
+from app.warehouse import WarehouseReader
+from etl.config import Settings
+
+PAGES = ("app.pages.overview", "app.pages.zone", "app.pages.not_found")
+HERE = Path(__file__).resolve().parent
+
+
+def create_app(settings: Settings | None = None) -> Dash:
+    """A new app on the warehouse `settings` names; pages are registered once per process."""
+    settings = settings or Settings.from_env()
+    app = Dash(
+        "app",
+        use_pages=True,
+        pages_folder="",  # the page modules are imported below, once, as ordinary modules
+        assets_folder=str(HERE / "assets"),
+        serve_locally=True,
+        title=APP_TITLE,
+        suppress_callback_exceptions=True,
+        update_title=None,
+    )
+    for module in PAGES:
+        importlib.import_module(module)
+    app.server.extensions["opencem.warehouse"] = WarehouseReader(settings.warehouse_dir)
+    app.server.extensions["opencem.settings"] = settings
+    app.layout = dmc.MantineProvider(
+        dmc.AppShell(
+            [
+                dmc.AppShellHeader(create_header(), px="md"),
+                dmc.AppShellMain(
+                    html.Div([dcc.Location(id="nav", refresh="callback-nav"), dash.page_container],
+                             style={"padding": "12px 20px"}),
+                ),
+            ],
+            header={"height": 56},
+        ),
+        forceColorScheme="light",
+    )
+    return app
+
+
+def create_server(settings: Settings | None = None):
+    """The WSGI callable, for gunicorn's factory syntax: `'app.main:create_server()'`."""
+    return create_app(settings).server
+
+
+def __getattr__(name: str):
+    # `app.main:server` works for WSGI servers without building the app at import time.
+    if name == "server":
+        return create_server()
+    raise AttributeError(name)
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:
+    """Serve with the development server (one process, threaded)."""
+    create_app(settings).run(host=host, port=port, debug=debug)
