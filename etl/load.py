@@ -1,0 +1,636 @@
+"""Landing: the raw tables, the manifest of loaded files, duplicate keys, references and conservation.
+
+Everything here runs as set-based SQL on the working copy's connection (handed in, never opened here), so
+it holds at tens of millions of rows: extracted frames go in through Arrow, rows move to quarantine with
+one INSERT ... SELECT and one DELETE each, never row by row in Python.
+
+The rules (docs/architecture.md, "The warehouse file"):
+
+- A file is known by its name (relative to the source folder) and its sha256. Unchanged files are skipped;
+  a changed file (same name, new hash) first removes every row, landed or quarantined, of its earlier version.
+- Duplicate keys: the row of the most recently loaded file wins (within one refresh, files load in name
+  order; ties by the later line); the superseded row goes to quarantine as `duplicate_key`, naming its winner.
+- References are checked in LOAD_ORDER against what is landed after this load; a failing row goes to
+  quarantine as `unknown_reference` (and rows that referred to it follow: the cascade is counted). A
+  reference to a source that was never loaded is not checked (phased migration) and is reported as such.
+- Quarantine is final for a file version: re-sending the file (a new hash) re-evaluates all of its rows.
+- Conservation, per file, after every move: rows kept + rows quarantined == rows read, else CheckFailed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import polars as pl
+
+from etl.contracts import LOAD_ORDER, SOURCES, Source, source_for_file
+from etl.errors import CheckFailed, OpencemError, UsageError
+
+#: Contract dtypes as DuckDB column types (docs/architecture.md).
+DUCKDB_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "geometry": "VARCHAR",
+}
+
+#: raw.quarantine: QUARANTINE_SCHEMA of etl/validate.py plus the load that quarantined the row.
+QUARANTINE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("source", "VARCHAR"),
+    ("file", "VARCHAR"),
+    ("line", "BIGINT"),
+    ("reason", "VARCHAR"),
+    ("column", "VARCHAR"),
+    ("value", "VARCHAR"),
+    ("message", "VARCHAR"),
+    ("raw", "VARCHAR"),
+    ("load_id", "BIGINT"),
+)
+
+MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("file", "VARCHAR"),
+    ("source", "VARCHAR"),
+    ("sha256", "VARCHAR"),
+    ("size_bytes", "BIGINT"),
+    ("rows_read", "BIGINT"),
+    ("rows_kept", "BIGINT"),
+    ("rows_quarantined", "BIGINT"),
+    ("load_id", "BIGINT"),
+    ("loaded_at", "TIMESTAMP"),
+)
+
+LOADS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("load_id", "BIGINT"),
+    ("started_at", "TIMESTAMP"),
+    ("finished_at", "TIMESTAMP"),
+    ("source_dir", "VARCHAR"),
+    ("engine", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("summary", "JSON"),
+)
+
+SCHEMAS = ("raw", "staging", "marts", "meta")
+
+
+class Extracted(Protocol):
+    """What landing needs of `etl.extract.ExtractResult` (see docs/architecture.md)."""
+
+    source: str
+    file: str
+    rows_read: int
+    good: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier. Identifiers come from the contracts, never from user input."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def raw_table(source: str) -> str:
+    """The qualified raw table of a source (`raw."charging"`)."""
+    if source not in SOURCES:
+        raise OpencemError(f"unknown source {source!r}; expected one of {', '.join(LOAD_ORDER)}")
+    return f"raw.{q(source)}"
+
+
+def utcnow() -> datetime:
+    """Now, as a naive UTC timestamp (the warehouse stores UTC without an offset)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# -- schema ---------------------------------------------------------------------------------------------
+
+
+def _columns_sql(columns: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"{q(n)} {t}" for n, t in columns)
+
+
+def raw_columns(source: Source) -> tuple[tuple[str, str], ...]:
+    """The columns of `raw.<source>`: the contract's, typed, then `_file`, `_line`, `_load_id`."""
+    return tuple((c.name, DUCKDB_TYPES[c.dtype]) for c in source.columns) + (
+        ("_file", "VARCHAR"),
+        ("_line", "BIGINT"),
+        ("_load_id", "BIGINT"),
+    )
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas and raw tables that are missing (and contract columns added since), keeping data."""
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    tables = {
+        "raw.quarantine": QUARANTINE_COLUMNS,
+        "raw.manifest": MANIFEST_COLUMNS,
+        "raw.loads": LOADS_COLUMNS,
+    }
+    tables |= {raw_table(s): raw_columns(SOURCES[s]) for s in LOAD_ORDER}
+    for table, columns in tables.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_columns_sql(columns)})")
+        for name, dtype in columns:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {q(name)} {dtype}")
+
+
+# -- the source folder and the manifest -----------------------------------------------------------------
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks (files may be gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One extract file in the source folder, identified by its name and the hash of its bytes."""
+
+    path: Path
+    name: str
+    source: str
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Folder:
+    """What a source folder holds: extract files (in load order) and the names that match no source."""
+
+    root: Path
+    files: tuple[SourceFile, ...]
+    ignored: tuple[str, ...]
+
+
+def load_order_key(source: str, name: str) -> tuple[int, str]:
+    """Files load source by source in LOAD_ORDER, and by name within a source (daily files by date)."""
+    return (LOAD_ORDER.index(source), name)
+
+
+def scan_folder(folder: Path) -> Folder:
+    """The extract files of a flat folder with their hashes; names that match no source are listed as ignored."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"source folder {folder} does not exist or is not a folder; expected a folder of extracts")
+    files: list[SourceFile] = []
+    ignored: list[str] = []
+    for p in sorted(folder.iterdir()):
+        src = source_for_file(p.name) if p.is_file() else None
+        if src is None:
+            ignored.append(p.name + ("/" if p.is_dir() else ""))
+            continue
+        files.append(SourceFile(path=p, name=p.name, source=src.name, sha256=sha256_file(p),
+                                size_bytes=p.stat().st_size))
+    files.sort(key=lambda f: load_order_key(f.source, f.name))
+    return Folder(root=folder, files=tuple(files), ignored=tuple(ignored))
+
+
+@dataclass(frozen=True)
+class ManifestDiff:
+    """The folder against the manifest: which files are new, changed (same name, new hash) or unchanged."""
+
+    new: tuple[SourceFile, ...]
+    changed: tuple[SourceFile, ...]
+    unchanged: tuple[SourceFile, ...]
+    missing: tuple[str, ...]
+    """Files in the manifest that are not in the folder (their rows stay: folders are often rotated)."""
+
+    @property
+    def to_load(self) -> tuple[SourceFile, ...]:
+        """New and changed files, in load order."""
+        return tuple(sorted(self.new + self.changed, key=lambda f: load_order_key(f.source, f.name)))
+
+
+def read_manifest(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """File name → sha256 of every loaded file (an empty dict for a warehouse without a manifest)."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = 'manifest'"
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    return dict(con.execute("SELECT file, sha256 FROM raw.manifest").fetchall())
+
+
+def diff_manifest(manifest: dict[str, str], files: Sequence[SourceFile]) -> ManifestDiff:
+    """Sort the folder's files into new, changed and unchanged against `manifest` (file → sha256)."""
+    new = tuple(f for f in files if f.name not in manifest)
+    changed = tuple(f for f in files if f.name in manifest and manifest[f.name] != f.sha256)
+    unchanged = tuple(f for f in files if manifest.get(f.name) == f.sha256)
+    names = {f.name for f in files}
+    missing = tuple(sorted(n for n in manifest if n not in names))
+    return ManifestDiff(new=new, changed=changed, unchanged=unchanged, missing=missing)
+
+
+def loaded_sources(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Sources with at least one file in the manifest."""
+    return {r[0] for r in con.execute("SELECT DISTINCT source FROM raw.manifest").fetchall()}
+
+
+# -- loads ------------------------------------------------------------------------------------------------
+
+
+def next_load_id(con: duckdb.DuckDBPyConnection) -> int:
+    """One more than the highest load id recorded in this version."""
+    return int(con.execute("SELECT coalesce(max(load_id), 0) + 1 FROM raw.loads").fetchone()[0])
+
+
+def begin_load(con: duckdb.DuckDBPyConnection, *, load_id: int, source_dir: str, engine: str,
+               started_at: datetime) -> None:
+    """Record a load as running (it is only ever seen finished: a failed load's version is discarded)."""
+    con.execute(
+        "INSERT INTO raw.loads (load_id, started_at, source_dir, engine, status) VALUES (?, ?, ?, ?, 'running')",
+        [load_id, started_at, source_dir, engine],
+    )
+
+
+def finish_load(con: duckdb.DuckDBPyConnection, *, load_id: int, status: str, summary: dict) -> None:
+    """Record how a load ended, with its summary as JSON."""
+    con.execute(
+        "UPDATE raw.loads SET finished_at = ?, status = ?, summary = ? WHERE load_id = ?",
+        [utcnow(), status, json.dumps(summary, default=str, sort_keys=True), load_id],
+    )
+
+
+# -- landing ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemovedRows:
+    """Rows of an earlier version of a file that a corrected file removed."""
+
+    file: str
+    kept: int
+    quarantined: int
+
+
+def remove_file(con: duckdb.DuckDBPyConnection, *, source: str, file: str) -> RemovedRows:
+    """Remove every row (landed or quarantined) and the manifest row of an earlier version of `file`."""
+    kept = con.execute(f"DELETE FROM {raw_table(source)} WHERE _file = ?", [file]).fetchone()[0]
+    quarantined = con.execute("DELETE FROM raw.quarantine WHERE file = ?", [file]).fetchone()[0]
+    con.execute("DELETE FROM raw.manifest WHERE file = ?", [file])
+    return RemovedRows(file=file, kept=int(kept), quarantined=int(quarantined))
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One file as landed: rows read, and how many went to raw and to quarantine (before later moves)."""
+
+    file: str
+    source: str
+    rows_read: int
+    rows_kept: int
+    rows_quarantined: int
+
+
+def _naive_utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """Timestamps with an offset become naive UTC (the warehouse's convention), so no session time zone applies."""
+    aware = [n for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_zone is not None]
+    if not aware:
+        return frame
+    return frame.with_columns(
+        pl.col(n).dt.convert_time_zone("UTC").dt.replace_time_zone(None) for n in aware
+    )
+
+
+def _insert_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, *, table: str,
+                  columns: Sequence[tuple[str, str]], fixed: dict[str, object]) -> int:
+    """INSERT a Polars frame into `table` through Arrow: `fixed` columns are parameters, absent ones NULL."""
+    if frame.height == 0:
+        return 0
+    select, params = [], []
+    for name, dtype in columns:
+        if name in fixed:
+            select.append(f"CAST(? AS {dtype})")
+            params.append(fixed[name])
+        elif name in frame.columns:
+            select.append(f"CAST(_incoming.{q(name)} AS {dtype})")
+        else:
+            select.append(f"CAST(NULL AS {dtype})")
+    view = "_incoming"
+    con.register(view, _naive_utc(frame).to_arrow())
+    try:
+        con.execute(
+            f"INSERT INTO {table} ({', '.join(q(n) for n, _ in columns)}) SELECT {', '.join(select)} FROM {view}",
+            params,
+        )
+    finally:
+        con.unregister(view)
+    return frame.height
+
+
+def land(con: duckdb.DuckDBPyConnection, result: Extracted, *, load_id: int, sha256: str, size_bytes: int,
+         loaded_at: datetime | None = None) -> LandedFile:
+    """Land one extracted file: good rows into raw.<source>, rejects into raw.quarantine, a manifest row.
+
+    The caller removes an earlier version of the same file first (`remove_file`). `_file` and `file` are
+    set from `result.file`, the name the manifest knows the file by.
+    """
+    source = SOURCES.get(result.source)
+    if source is None:
+        raise OpencemError(f"file {result.file}: unknown source {result.source!r}")
+    good, rejects = result.good, result.rejects
+    if result.rows_read != good.height + rejects.height:
+        raise CheckFailed(
+            f"file {result.file}: extraction does not conserve rows: read {result.rows_read}, "
+            f"good {good.height} + rejected {rejects.height}; expected rows read = good + rejected"
+        )
+    if good.height and "_line" not in good.columns:
+        raise OpencemError(f"file {result.file}: extracted rows have no _line column; expected _file and _line")
+    if rejects.height and "line" not in rejects.columns:
+        raise OpencemError(f"file {result.file}: rejected rows have no line column; expected QUARANTINE_SCHEMA")
+    kept = _insert_frame(con, good, table=raw_table(source.name), columns=raw_columns(source),
+                         fixed={"_file": result.file, "_load_id": load_id})
+    quarantined = _insert_frame(con, rejects, table="raw.quarantine", columns=QUARANTINE_COLUMNS,
+                                fixed={"source": source.name, "file": result.file, "load_id": load_id})
+    con.execute("DELETE FROM raw.manifest WHERE file = ?", [result.file])
+    con.execute(
+        f"INSERT INTO raw.manifest ({', '.join(q(n) for n, _ in MANIFEST_COLUMNS)}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [result.file, source.name, sha256, size_bytes, result.rows_read, kept, quarantined, load_id,
+         loaded_at or utcnow()],
+    )
+    return LandedFile(file=result.file, source=source.name, rows_read=result.rows_read, rows_kept=kept,
+                      rows_quarantined=quarantined)
+
+
+# -- moving rows from raw to quarantine ------------------------------------------------------------------
+
+
+def _raw_json(source: Source, alias: str) -> str:
+    """SQL for a row's contract values as a JSON object of text (the quarantine's `raw`)."""
+    pairs = ", ".join(f"'{c.name}', CAST({alias}.{q(c.name)} AS VARCHAR)" for c in source.columns)
+    return f"json_object({pairs})"
+
+
+def _move_to_quarantine(con: duckdb.DuckDBPyConnection, source: Source, *, moved: str, reason: str,
+                        column_sql: str, value_sql: str, message_sql: str, load_id: int,
+                        params: Sequence[object] = ()) -> int:
+    """Quarantine the rows of temp table `moved` (which has `_file`, `_line`, the contract columns and
+    whatever `*_sql` refer to), then delete them from raw.<source>. Returns the number moved."""
+    n = con.execute(f"SELECT count(*) FROM {moved}").fetchone()[0]
+    if not n:
+        return 0
+    con.execute(
+        f"INSERT INTO raw.quarantine ({', '.join(q(c) for c, _ in QUARANTINE_COLUMNS)}) "
+        f"SELECT ?, m._file, m._line, ?, {column_sql}, {value_sql}, {message_sql}, {_raw_json(source, 'm')}, ? "
+        f"FROM {moved} AS m",
+        [source.name, reason, *params, load_id],
+    )
+    deleted = con.execute(
+        f"DELETE FROM {raw_table(source.name)} AS t USING {moved} AS m "
+        "WHERE t._file = m._file AND t._line = m._line"
+    ).fetchone()[0]
+    if deleted != n:
+        raise CheckFailed(
+            f"raw.{source.name}: quarantined {n} rows but deleted {deleted}; expected (_file, _line) to be unique"
+        )
+    return int(n)
+
+
+def resolve_duplicates(con: duckdb.DuckDBPyConnection, source: str, *, load_id: int) -> int:
+    """Apply the duplicate-key rule to the keys that rows of this load touch; return the rows superseded.
+
+    The winner is the row of the most recently loaded file (highest load id, then the later file name in
+    load order, then the later line); every other row with the key goes to quarantine as `duplicate_key`.
+    """
+    src = SOURCES[source]
+    keys = ", ".join(q(k) for k in src.key)
+    key_desc = ", ".join(src.key)
+    key_value = "concat_ws('|', " + ", ".join(f"CAST(m.{q(k)} AS VARCHAR)" for k in src.key) + ")"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _superseded AS
+        WITH touched AS (SELECT DISTINCT {keys} FROM {raw_table(source)} WHERE _load_id = ?),
+        candidates AS (SELECT t.* FROM {raw_table(source)} AS t SEMI JOIN touched USING ({keys})),
+        ranked AS (
+            SELECT *, row_number() OVER w AS _rank, first_value(_file) OVER w AS _winner_file,
+                   first_value(_line) OVER w AS _winner_line
+            FROM candidates
+            WINDOW w AS (PARTITION BY {keys} ORDER BY _load_id DESC, _file DESC, _line DESC)
+        )
+        SELECT * FROM ranked WHERE _rank > 1
+        """,
+        [load_id],
+    )
+    message = (
+        "printf('file %s, row %d: key %s = %s is also in file %s, row %d, which was loaded later and wins; "
+        "expected one row per %s', m._file, m._line, ?, "
+        f"{key_value}, m._winner_file, m._winner_line, ?)"
+    )
+    try:
+        return _move_to_quarantine(
+            con, src, moved="_superseded", reason="duplicate_key", column_sql="CAST(NULL AS VARCHAR)",
+            value_sql=key_value, message_sql=message, load_id=load_id, params=[key_desc, key_desc],
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _superseded")
+
+
+@dataclass(frozen=True)
+class ReferenceOutcome:
+    """What the reference checks did: rows moved per `source.column`, and references not checked."""
+
+    moved: dict[str, int] = field(default_factory=dict)
+    not_checked: dict[str, str] = field(default_factory=dict)
+    """`source.column` → why (its target source was never loaded)."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.moved.values())
+
+
+def check_references(con: duckdb.DuckDBPyConnection, *, load_id: int, shrunk: set[str],
+                     first_loaded: set[str]) -> ReferenceOutcome:
+    """Quarantine rows whose references name keys that are not landed, source by source in LOAD_ORDER.
+
+    Only this load's rows are checked, unless a target lost rows (`shrunk`) or was loaded for the first
+    time (`first_loaded`): then every row of the referring source is. Rows moved here make their own
+    source shrink, so the sources after it are checked in full (the cascade).
+    """
+    loaded = loaded_sources(con)
+    shrunk = set(shrunk)
+    moved: dict[str, int] = {}
+    not_checked: dict[str, str] = {}
+    for name in LOAD_ORDER:
+        src = SOURCES[name]
+        if name not in loaded:
+            continue
+        for col in src.columns:
+            if not col.references:
+                continue
+            targets = [tuple(r.split(".", 1)) for r in col.references]
+            present = [(t, c) for t, c in targets if t in loaded]
+            label = f"{name}.{col.name}"
+            if not present:
+                not_checked[label] = "not loaded: " + ", ".join(r for r in col.references)
+                continue
+            while True:
+                full = any(t in shrunk or t in first_loaded for t, _ in present)
+                n = _quarantine_orphans(con, src, col.name, present, load_id=load_id, full=full)
+                if n:
+                    moved[label] = moved.get(label, 0) + n
+                    shrunk.add(name)
+                if not (n and any(t == name for t, _ in present)):
+                    break  # a self-reference (zones.parent_zone_id) repeats until nothing more moves
+    return ReferenceOutcome(moved=moved, not_checked=not_checked)
+
+
+def _quarantine_orphans(con: duckdb.DuckDBPyConnection, src: Source, column: str,
+                        targets: Sequence[tuple[str, str]], *, load_id: int, full: bool) -> int:
+    absent = " AND ".join(
+        f"NOT EXISTS (SELECT 1 FROM {raw_table(t)} AS r WHERE r.{q(c)} = s.{q(column)})" for t, c in targets
+    )
+    scope = "" if full else "AND s._load_id = ?"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _orphans AS SELECT s.* FROM {raw_table(src.name)} AS s "
+        f"WHERE s.{q(column)} IS NOT NULL {scope} AND {absent}",
+        [] if full else [load_id],
+    )
+    wanted = " or ".join(f"{t}.{c}" for t, c in targets)
+    message = (
+        "printf('file %s, row %d, column %s: %s is not in %s; expected a value present in %s', "
+        f"m._file, m._line, ?, CAST(m.{q(column)} AS VARCHAR), ?, ?)"
+    )
+    try:
+        return _move_to_quarantine(
+            con, src, moved="_orphans", reason="unknown_reference", column_sql="CAST(? AS VARCHAR)",
+            value_sql=f"CAST(m.{q(column)} AS VARCHAR)", message_sql=message, load_id=load_id,
+            params=[column, column, wanted, wanted],
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _orphans")
+
+
+# -- conservation and counts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileCounts:
+    """One manifest row after every move."""
+
+    file: str
+    source: str
+    rows_read: int
+    rows_kept: int
+    rows_quarantined: int
+    load_id: int
+
+
+def reconcile(con: duckdb.DuckDBPyConnection) -> list[FileCounts]:
+    """Recount every file's kept and quarantined rows into the manifest and check conservation.
+
+    Rows read = rows kept + rows quarantined, for every file; a row from a file the manifest does not
+    know is a violation too. Any violation is a bug, not bad data: CheckFailed names the files.
+    """
+    kept = " UNION ALL ".join(
+        f"SELECT _file AS file, count(*) AS kept, 0 AS quarantined FROM {raw_table(s)} GROUP BY _file"
+        for s in LOAD_ORDER
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _counts AS
+        SELECT file, sum(kept)::BIGINT AS kept, sum(quarantined)::BIGINT AS quarantined FROM (
+            {kept}
+            UNION ALL SELECT file, 0, count(*) FROM raw.quarantine GROUP BY file
+        ) GROUP BY file
+        """
+    )
+    try:
+        con.execute("UPDATE raw.manifest SET rows_kept = 0, rows_quarantined = 0")
+        con.execute(
+            "UPDATE raw.manifest SET rows_kept = c.kept, rows_quarantined = c.quarantined "
+            "FROM _counts AS c WHERE raw.manifest.file = c.file"
+        )
+        strays = con.execute(
+            "SELECT c.file, c.kept, c.quarantined FROM _counts AS c ANTI JOIN raw.manifest AS m USING (file) "
+            "ORDER BY c.file"
+        ).fetchall()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _counts")
+    rows = con.execute(
+        "SELECT file, source, rows_read, rows_kept, rows_quarantined, load_id FROM raw.manifest ORDER BY file"
+    ).fetchall()
+    counts = [FileCounts(*r) for r in rows]
+    problems = [
+        f"file {c.file} ({c.source}): read {c.rows_read}, kept {c.rows_kept} + quarantined {c.rows_quarantined}"
+        for c in counts
+        if c.rows_kept + c.rows_quarantined != c.rows_read
+    ]
+    problems += [f"file {f}: {k} rows kept and {qn} quarantined but the file is not in the manifest"
+                 for f, k, qn in strays]
+    if problems:
+        raise CheckFailed(
+            "conservation failed (expected rows read = rows kept + rows quarantined, per file): "
+            + "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
+        )
+    return counts
+
+
+def quarantine_by_reason(con: duckdb.DuckDBPyConnection, *, load_id: int | None = None
+                         ) -> dict[str, dict[str, int]]:
+    """Quarantined rows by source and reason (`reason` or `reason:column`), of one load or of all."""
+    where, params = ("WHERE load_id = ?", [load_id]) if load_id is not None else ("", [])
+    rows = con.execute(
+        "SELECT source, reason || coalesce(':' || \"column\", '') AS why, count(*) FROM raw.quarantine "
+        f"{where} GROUP BY ALL ORDER BY 1, 2",
+        params,
+    ).fetchall()
+    out: dict[str, dict[str, int]] = {}
+    for source, why, n in rows:
+        out.setdefault(source, {})[why] = int(n)
+    return out
+
+
+@dataclass(frozen=True)
+class RejectRate:
+    """The share of a source's rows read in one load that ended in quarantine."""
+
+    source: str
+    rows_read: int
+    rows_quarantined: int
+    limit: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.rate <= self.limit
+
+
+def reject_rates(con: duckdb.DuckDBPyConnection, *, load_id: int, limit: float) -> list[RejectRate]:
+    """Per source, the quarantined share of the rows read from this load's files (after every move)."""
+    rows = con.execute(
+        "SELECT source, sum(rows_read)::BIGINT, sum(rows_quarantined)::BIGINT FROM raw.manifest "
+        "WHERE load_id = ? GROUP BY source",
+        [load_id],
+    ).fetchall()
+    rates = [RejectRate(source=s, rows_read=r, rows_quarantined=qn, limit=limit) for s, r, qn in rows]
+    return sorted(rates, key=lambda r: LOAD_ORDER.index(r.source))
+
+
+def table_rows(con: duckdb.DuckDBPyConnection, *, schemas: Sequence[str] = SCHEMAS) -> dict[str, int]:
+    """Rows per table (`schema.table`) in the given schemas of the connected database."""
+    names = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND NOT temporary ORDER BY 1, 2"
+    ).fetchall()
+    out: dict[str, int] = {}
+    for schema, table in names:
+        if schema in schemas:
+            out[f"{schema}.{table}"] = int(
+                con.execute(f"SELECT count(*) FROM {q(schema)}.{q(table)}").fetchone()[0]
+            )
+    return out
