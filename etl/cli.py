@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,24 +105,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace, code: int, message: str) -> int:
+    """Report a failure on stderr (and as one JSON object on stdout with --json), and return its exit code."""
+    _progress(f"opencem {args.command}: {message}")
+    if getattr(args, "json", False):
+        print(json.dumps({"command": args.command, "ok": False, "exit_code": code, "error": message},
+                         sort_keys=True))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    # Progress of the steps (and of the modules they call, which log through `logging`) goes to stderr.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="  %(name)s: %(message)s")
+    for ours in ("etl", "models"):
+        logging.getLogger(ours).setLevel(logging.INFO)
     settings = Settings.from_env(warehouse=args.warehouse)
     try:
         return args.func(args, settings)
     except LockHeld as exc:
-        _progress(f"opencem {args.command}: {exc}")
-        return EXIT_LOCKED
+        return _fail(args, EXIT_LOCKED, str(exc))
     except CheckFailed as exc:
-        _progress(f"opencem {args.command}: checks failed, nothing published: {exc}")
-        return EXIT_REJECTED
+        return _fail(args, EXIT_REJECTED, f"checks failed, nothing published: {exc}")
     except (UsageError, OpencemError, FileNotFoundError) as exc:
-        _progress(f"opencem {args.command}: {exc}")
-        return EXIT_USAGE
+        return _fail(args, EXIT_USAGE, str(exc))
 
 
 if __name__ == "__main__":

@@ -359,51 +359,26 @@ def build_models(con: duckdb.DuckDBPyConnection, *, settings: Settings, engine: 
         if run is None:
             counts["note"] = "etl.transforms.run is not installed: staging and marts not built"
             return []
-        failure: CheckFailed | None = None
         try:
             out = run.build(con, engine=engine, settings=settings)
         except CheckFailed as exc:
-            out, failure = None, exc
-        checks = _checks_from(con, out)
-        if failure is not None and not any(not c.ok for c in checks):
-            checks.append(CheckOutcome(name="build", ok=False, detail=str(failure)))
-        counts.update(note=f"{sum(c.ok for c in checks)} checks passed, {sum(not c.ok for c in checks)} failed")
+            out = getattr(exc, "result", None)
+            if out is None:
+                return [CheckOutcome(name="build", ok=False, detail=str(exc))]
+        checks = [
+            CheckOutcome(
+                name=c.name, ok=bool(c.passed),
+                detail=f"{c.table}: {c.n_bad:,} bad row(s); expected {c.description}"
+                + (f"; first: {json.dumps(c.examples[0], default=str)}" if c.examples and not c.passed else ""),
+            )
+            for c in out.checks
+        ]
+        failed = sum(not c.ok for c in checks)
+        counts.update(written=sum(out.rows.values()),
+                      note=f"{len(out.rows)} tables ({engine}); {len(checks) - failed} checks passed, "
+                      f"{failed} failed" + (f"; created empty: {', '.join(out.created_inputs)}"
+                                            if out.created_inputs else ""))
     return checks
-
-
-def _checks_from(con: duckdb.DuckDBPyConnection, out: Any) -> list[CheckOutcome]:
-    """Check outcomes from what the runner returned, else from `meta.checks` (the runner's record)."""
-    items = getattr(out, "checks", out) if out is not None else None
-    found: list[CheckOutcome] = []
-    if isinstance(items, (list, tuple)):
-        for c in items:
-            get = c.get if isinstance(c, dict) else (lambda k, _c=c: getattr(_c, k, None))
-            name = get("name") or get("check")
-            if name is None:
-                continue
-            ok = get("ok")
-            if ok is None:
-                ok = get("passed")
-            detail = get("detail") or get("message") or ""
-            found.append(CheckOutcome(name=str(name), ok=bool(ok), detail=str(detail)))
-        if found:
-            return found
-    has_meta = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'meta' AND table_name = 'checks'"
-    ).fetchone()[0]
-    if not has_meta:
-        return found
-    cols = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'meta' AND table_name = 'checks'"
-    ).fetchall()}
-    name_col = "name" if "name" in cols else "check" if "check" in cols else None
-    ok_col = "ok" if "ok" in cols else "passed" if "passed" in cols else None
-    if name_col is None or ok_col is None:
-        return found
-    detail_col = next((c for c in ("detail", "message", "description") if c in cols), None)
-    detail_sql = f'CAST("{detail_col}" AS VARCHAR)' if detail_col else "''"
-    rows = con.execute(f'SELECT "{name_col}", "{ok_col}", {detail_sql} FROM meta.checks').fetchall()
-    return [CheckOutcome(name=str(n), ok=bool(ok), detail=d or "") for n, ok, d in rows]
 
 
 def _write_last(wh: Warehouse, record: dict[str, Any]) -> None:
