@@ -325,3 +325,42 @@ def alarm_cells(tables: Tables) -> ir.Table:
         site_id=cj.site_id.cast("string"), alarmed_object_type=ibis.literal("cell", "string"),
     )
     return site_rows.union(cell_rows, distinct=True)
+
+
+#: The event days that make up the calendar, and each source's date column.
+CALENDAR_SOURCES: tuple[tuple[str, str], ...] = (
+    ("staging.charging", "usage_date"), ("staging.topups", "topup_date"), ("staging.kpi_hourly", "kpi_date"),
+)
+
+
+def days_in_month(year: ir.IntegerValue, month: ir.IntegerValue) -> ir.IntegerValue:
+    """The number of days of a month (Gregorian leap years), with integer arithmetic only (portable)."""
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    return ibis.cases(
+        (month == 2, ibis.ifelse(leap, 29, 28)),
+        (month.isin([4, 6, 9, 11]), 30),
+        else_=31,
+    ).cast("int64")
+
+
+@model("staging.calendar", grain="one row per day", key=("date",),
+       depends_on=tuple(name for name, _ in CALENDAR_SOURCES))
+def calendar(tables: Tables) -> ir.Table:
+    """One row per day from the first to the last day with a usage event, a top-up or a KPI hour.
+
+    Columns: `date`, `year`, `month`, `month_start` (DATE), `days_in_month` (the recurring-fee accrual
+    divides a monthly fee by it). Empty when none of those sources has a row.
+    """
+    dates = ibis.union(*[tables[name].select(d=tables[name][col]) for name, col in CALENDAR_SOURCES])
+    bounds = dates.aggregate(lo=dates.d.min(), hi=dates.d.max())
+    bounds = bounds.filter(bounds.lo.notnull())
+    steps = bounds.select(lo=bounds.lo, k=ibis.range(0, bounds.hi.delta(bounds.lo, unit="day") + 1, 1).unnest())
+    days = steps.select(date=(steps.lo + steps.k.as_interval("D")).cast("date"))
+    year, month = days.date.year().cast("int64"), days.date.month().cast("int64")
+    return days.select(
+        date=days.date,
+        year=year,
+        month=month,
+        month_start=ibis.date(year, month, 1),
+        days_in_month=days_in_month(year, month),
+    )
