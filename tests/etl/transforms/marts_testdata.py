@@ -10,6 +10,7 @@ builds marts in dependency order, like the runner, on DuckDB or Spark.
 from __future__ import annotations
 
 import copy
+import math
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -245,3 +246,20 @@ def base_rows() -> Rows:
              "raised_at": ts("2026-03-12 00:00"), "cleared_at": None, "perceived_severity": "critical"},
         ],
     }
+
+
+def assert_row(actual: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    """`actual` has exactly `expected`'s columns and values (floats to 1e-9, everything else exactly)."""
+    assert set(actual) == set(expected), (
+        f"columns differ: missing {sorted(set(expected) - set(actual))}, extra {sorted(set(actual) - set(expected))}"
+    )
+    wrong = {}
+    for k, want in expected.items():
+        got = actual[k]
+        if isinstance(want, float) and isinstance(got, float):
+            ok = math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+        else:
+            ok = got == want and type(got) is type(want)
+        if not ok:
+            wrong[k] = (got, want)
+    assert not wrong, f"(got, expected) per column: {wrong}"
