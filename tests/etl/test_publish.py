@@ -120,9 +120,9 @@ def test_the_lock_names_its_holder_and_is_released(tmp_path: Path):
     with wh.lock():
         holder = wh.holder()
         assert holder["pid"] == os.getpid() and holder["started_at"].endswith("Z")
-        with pytest.raises(LockHeld, match=rf"pid {os.getpid()} .*started at {holder['started_at']}"):
-            with wh.lock():
-                pass
+        expected = rf"pid {os.getpid()} .*started at {holder['started_at']}"
+        with pytest.raises(LockHeld, match=expected), wh.lock():
+            pass
     with wh.lock():  # released: taken again
         pass
     assert wh.holder() == {}
@@ -141,9 +141,8 @@ def test_the_lock_held_by_another_process(tmp_path: Path):
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "locked"
-        with pytest.raises(LockHeld, match=rf"pid {child.pid}"):
-            with Warehouse(tmp_path).lock():
-                pass
+        with pytest.raises(LockHeld, match=rf"pid {child.pid}"), Warehouse(tmp_path).lock():
+            pass
     finally:
         child.kill()
         child.wait()
@@ -153,9 +152,8 @@ def test_the_lock_held_by_another_process(tmp_path: Path):
 
 def test_building_and_publishing_need_the_lock(tmp_path: Path):
     wh = Warehouse(tmp_path)
-    with pytest.raises(OpencemError, match="without holding"):
-        with wh.working_copy():
-            pass
+    with pytest.raises(OpencemError, match="without holding"), wh.working_copy():
+        pass
 
 
 def test_debris_of_killed_runs_is_cleaned_under_the_lock(tmp_path: Path):
