@@ -146,8 +146,9 @@ def data_quality(tables: Tables) -> ir.Table:
     active_then = (d.s_start_date <= d.usage_date) & (
         d.s_termination_date.isnull() | (d.s_termination_date >= d.usage_date))
     per_day = d.group_by(["customer_id", "usage_date"]).aggregate(n_active=d.count(where=active_then))
-    orphan_customers = per_day.filter(per_day.n_active == 0).group_by("customer_id").aggregate(
-        first_date=per_day.usage_date.min(), n_days=per_day.count())
+    orphan_days = per_day.filter(per_day.n_active == 0)
+    orphan_customers = orphan_days.group_by("customer_id").aggregate(
+        first_date=orphan_days.usage_date.min(), n_days=orphan_days.count())
 
     tk = tickets.filter(tickets.subscription_id.notnull())
     tk = tk.join(sub_info, tk.subscription_id == sub_info.s_subscription_id)
