@@ -412,7 +412,11 @@ def resolve_duplicates(con: duckdb.DuckDBPyConnection, source: str, *, load_id: 
         f"""
         CREATE OR REPLACE TEMP TABLE _superseded AS
         WITH touched AS (SELECT DISTINCT {keys} FROM {raw_table(source)} WHERE _load_id = ?),
-        candidates AS (SELECT t.* FROM {raw_table(source)} AS t SEMI JOIN touched USING ({keys})),
+        repeated AS (
+            SELECT {keys} FROM {raw_table(source)} AS t SEMI JOIN touched USING ({keys})
+            GROUP BY {keys} HAVING count(*) > 1
+        ),
+        candidates AS (SELECT t.* FROM {raw_table(source)} AS t SEMI JOIN repeated USING ({keys})),
         ranked AS (
             SELECT *, row_number() OVER w AS _rank, first_value(_file) OVER w AS _winner_file,
                    first_value(_line) OVER w AS _winner_line

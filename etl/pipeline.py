@@ -399,10 +399,8 @@ def refresh(settings: Settings, *, source: Path, mapping: Path | None = None, en
     started, t0 = utcnow(), time.monotonic()
     steps = _Steps(log)
     source = Path(source)
-    with steps.step("scan") as counts:
-        folder: Folder = scan_folder(source)
-        counts.update(read=len(folder.files), note=f"{len(folder.ignored)} ignored"
-                      + (f" ({', '.join(folder.ignored)})" if folder.ignored else ""))
+    if not source.is_dir():
+        raise UsageError(f"source folder {source} does not exist or is not a folder; expected a folder of extracts")
     mapping_obj = load_mapping(mapping)
     wh = Warehouse(Path(settings.warehouse_dir), keep_versions=settings.keep_versions)
     pause = _pause_hook(log)
@@ -412,7 +410,7 @@ def refresh(settings: Settings, *, source: Path, mapping: Path | None = None, en
         record: dict[str, Any] = {"started_at": started.isoformat() + "Z", "source_dir": str(source),
                                   "engine": engine, "previous_version": previous}
         try:
-            result = _refresh_locked(settings, wh, folder, mapping_obj, engine=engine, steps=steps, pause=pause,
+            result = _refresh_locked(settings, wh, source, mapping_obj, engine=engine, steps=steps, pause=pause,
                                      started=started, t0=t0, previous=previous)
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -427,9 +425,13 @@ def refresh(settings: Settings, *, source: Path, mapping: Path | None = None, en
     return result
 
 
-def _refresh_locked(settings: Settings, wh: Warehouse, folder: Folder, mapping: Any, *, engine: str,
+def _refresh_locked(settings: Settings, wh: Warehouse, source: Path, mapping: Any, *, engine: str,
                     steps: _Steps, pause: Callable[[str], None], started: datetime, t0: float,
                     previous: str | None) -> RefreshResult:
+    with steps.step("scan") as counts:
+        folder: Folder = scan_folder(source)
+        counts.update(read=len(folder.files), note=f"{len(folder.ignored)} ignored"
+                      + (f" ({', '.join(folder.ignored)})" if folder.ignored else ""))
     with steps.step("manifest") as counts:
         diff = diff_manifest(read_live_manifest(wh), folder.files)
         counts.update(read=len(folder.files), note=f"{len(diff.new)} new, {len(diff.changed)} changed, "
