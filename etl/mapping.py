@@ -377,7 +377,7 @@ def check_expression(expr: str, *, where: str, source: str, key: str,
     """Parse one mapping expression (it must be a single SQL value expression); return the columns it reads."""
     if not isinstance(expr, str) or not expr.strip():
         raise _fail(where, source, key, "empty expression")
-    text = con.execute("SELECT json_serialize_sql($1)", [f"SELECT ({expr}) AS __value"]).fetchone()[0]
+    text = con.sql("SELECT json_serialize_sql($sql)", params={"sql": f"SELECT ({expr}) AS __value"}).fetchall()[0][0]
     doc = json.loads(text)
     if doc.get("error"):
         raise _fail(where, source, key, f"{expr!r} is not a valid SQL expression: {doc.get('error_message')}")
@@ -482,7 +482,7 @@ def map_rows(
             raise
         try:
             out = relation.pl()
-            expected = con.sql(count_query, params={"max_repeat": sm.max_repeat}).fetchone()[0] \
+            expected = con.sql(count_query, params={"max_repeat": sm.max_repeat}).fetchall()[0][0] \
                 if count_query else inputs.height
         except duckdb.Error as exc:
             raise ContractError(
@@ -496,7 +496,7 @@ def map_rows(
         raise ContractError(f"{file}: mapping {sm.source}: {expected} rows expected from the repeat counts, "
                             f"{out.height} produced", file=file, expected="rows produced = sum of repeat counts")
     for col, table in sm.values.items():
-        out = out.with_columns(pl.col(col).replace(table, return_dtype=pl.String))
+        out = out.with_columns(pl.col(col).replace_strict(table, default=pl.col(col), return_dtype=pl.String))
     rejects = _repeat_rejects(out, sm, file=file, unit=unit) if sm.repeat is not None else _no_rejects()
     if sm.repeat is not None:
         out = out.filter(~pl.col("__bad_repeat"))
