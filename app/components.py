@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dash
+import dash_ag_grid as dag
 import dash_mantine_components as dmc
-from dash import dcc, html
+from dash import MATCH, Input, Output, callback, dcc, html
 
 from app.constants import APP_TITLE
 
@@ -70,3 +71,40 @@ def create_section(title: str, *children, description: str | None = None) -> htm
     if description:
         head.append(dmc.Text(description, size="sm", c="dimmed"))
     return html.Section(dmc.Stack([*head, *children], gap="xs"), style={"marginTop": "18px"})
+
+
+def _fmt(spec: str | None) -> dict | None:
+    if spec is None:
+        return None
+    return {"function": f"params.value == null ? 'no data' : d3.format('{spec}')(params.value)"}
+
+
+def create_grid(grid_id: str, columns: list[tuple[str, str, str | None]], rows: list[dict], *,
+                file_name: str, row_id: str, flag_field: str | None = None, height: int = 360) -> html.Div:
+    """A sortable, filterable grid (dash-ag-grid) with an export-to-CSV button above it."""
+    defs = [{"field": f, "headerName": h, "valueFormatter": _fmt(spec), "filter": True, "sortable": True,
+             "resizable": True, "minWidth": 90} for f, h, spec in columns]
+    defs = [{k: v for k, v in d.items() if v is not None} for d in defs]
+    grid_kwargs = {}
+    if flag_field:
+        grid_kwargs["rowClassRules"] = {"opencem-row-flagged": f"params.data.{flag_field} > 0"}
+    return html.Div([
+        dmc.Group([dmc.Button("Export CSV", id={"type": "export-csv", "grid": grid_id}, size="xs",
+                              variant="light")], justify="flex-end"),
+        dag.AgGrid(
+            id={"type": "grid", "grid": grid_id}, rowData=rows, columnDefs=defs, getRowId=f"params.data.{row_id}",
+            defaultColDef={"flex": 1}, csvExportParams={"fileName": file_name},
+            dashGridOptions={"pagination": len(rows) > 25, "paginationPageSize": 25},
+            style={"height": f"{height}px"}, **grid_kwargs,
+        ),
+    ])
+
+
+@callback(
+    Output({"type": "grid", "grid": MATCH}, "exportDataAsCsv"),
+    Input({"type": "export-csv", "grid": MATCH}, "n_clicks"),
+    prevent_initial_call=True,
+)
+def export_csv(n_clicks: int | None) -> bool:
+    """The grid's own CSV export of what it shows (its filters and sort applied)."""
+    return bool(n_clicks)

@@ -19,6 +19,9 @@ class Settings:
     keep_versions: int = 3
     """How many published versions stay on disk (the live one included)."""
     engine: Engine = "duckdb"
+    tile_url: str | None = None
+    """An operator's own raster tile server (`https://tiles.example/{z}/{x}/{y}.png`); none by default, so
+    maps draw zone outlines on white and nothing leaves the machine."""
     max_reject_rate: float = 0.25
     """A source whose share of quarantined rows in one refresh exceeds this fails the checks."""
     kpi_thresholds: dict[str, float] = field(
@@ -36,4 +39,5 @@ class Settings:
     def from_env(cls, *, warehouse: str | os.PathLike[str] | None = None, **overrides) -> Settings:
         """Settings from arguments, else the environment (`OPENCEM_WAREHOUSE`), else defaults."""
         wh = warehouse or os.environ.get("OPENCEM_WAREHOUSE") or "warehouse"
+        overrides.setdefault("tile_url", os.environ.get("OPENCEM_TILE_URL") or None)
         return cls(warehouse_dir=Path(wh), **overrides)

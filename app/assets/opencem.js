@@ -1,0 +1,34 @@
+// Client-side helpers of the opencem app (served from app/assets: nothing is fetched from elsewhere).
+window.dash_clientside = Object.assign({}, window.dash_clientside, {
+  opencem: {
+    // Keep the page's filters in the URL so a view can be shared; replaceState adds no history entry.
+    syncQuery: function (period, service, payment, kpi) {
+      const params = new URLSearchParams(window.location.search);
+      const values = { period: period, service: service, payment: payment, kpi: kpi };
+      Object.keys(values).forEach(function (k) {
+        if (values[k] !== undefined && values[k] !== null) { params.set(k, values[k]); }
+      });
+      const url = window.location.pathname + "?" + params.toString();
+      if (url !== window.location.pathname + window.location.search) {
+        window.history.replaceState(window.history.state, "", url);
+      }
+      return window.dash_clientside.no_update;
+    },
+    // Outline the hovered zone on both maps of the overview.
+    linkHover: function (hoverRevenue, hoverKpi) {
+      const ctx = window.dash_clientside.callback_context;
+      const trig = ctx.triggered.length ? ctx.triggered[0].value : null;
+      const point = trig && trig.points && trig.points[0];
+      const zone = point && point.location;
+      if (!zone || !window.Plotly) { return window.dash_clientside.no_update; }
+      ["ov-revenue-map", "ov-kpi-map"].forEach(function (id) {
+        const host = document.getElementById(id);
+        const gd = host && (host.classList.contains("js-plotly-plot") ? host : host.querySelector(".js-plotly-plot"));
+        if (!gd || !gd.data) { return; }
+        const idx = gd.data.findIndex(function (t) { return t.name === "selected"; });
+        if (idx >= 0) { window.Plotly.restyle(gd, { locations: [[zone]], z: [[0]] }, [idx]); }
+      });
+      return window.dash_clientside.no_update;
+    }
+  }
+});

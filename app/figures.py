@@ -1,0 +1,185 @@
+"""Figures as pure functions: frames in, Plotly figures out. No Dash, no warehouse, tested on their own.
+
+Maps use MapLibre traces (`Choroplethmap`, `Scattermap`) on the `white-bg` style: no tiles, no token, no
+request leaves the machine; zone outlines are drawn from our own geometry. An operator with a tile server
+can pass its URL template as `tile_url`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+import polars as pl
+
+from app.constants import MAP_HEIGHT, OUTLINE_COLOUR, QUADRANTS, SERVICE_LABELS, Kpi
+
+FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12}
+
+
+def _base_layout(fig: go.Figure, *, height: int, title: str | None = None) -> go.Figure:
+    fig.update_layout(height=height, margin={"l": 8, "r": 8, "t": 36 if title else 8, "b": 8}, font=FONT,
+                      title={"text": title, "x": 0.01, "font": {"size": 14}} if title else None,
+                      paper_bgcolor="white", plot_bgcolor="white")
+    return fig
+
+
+def map_view(bbox: Sequence[float], *, width_px: int = 640, height_px: int = MAP_HEIGHT) -> dict:
+    """Centre and zoom that fit a (min_lon, min_lat, max_lon, max_lat) box in a map of the given size."""
+    min_lon, min_lat, max_lon, max_lat = bbox
+    lon_span = max(max_lon - min_lon, 1e-4)
+    lat_rad = [math.radians(v) for v in (min_lat, max_lat)]
+    merc = [math.log(math.tan(math.pi / 4 + r / 2)) for r in lat_rad]
+    lat_span = max((merc[1] - merc[0]) * 180 / math.pi, 1e-4)
+    zoom = min(math.log2(360 * width_px / 256 / lon_span), math.log2(360 * height_px / 256 / lat_span)) - 0.15
+    return {"center": {"lon": (min_lon + max_lon) / 2, "lat": (min_lat + max_lat) / 2},
+            "zoom": max(0.0, min(zoom, 18.0))}
+
+
+def _map_layout(fig: go.Figure, bbox: Sequence[float], *, height: int, tile_url: str | None,
+                title: str | None) -> go.Figure:
+    view = map_view(bbox, height_px=height)
+    map_args: dict = {"style": "white-bg", **view}
+    if tile_url:
+        map_args["layers"] = [{"below": "traces", "sourcetype": "raster", "source": [tile_url]}]
+    fig.update_layout(map=map_args, uirevision="zones")
+    return _base_layout(fig, height=height, title=title)
+
+
+def zone_choropleth(zones: pl.DataFrame, geojson: dict, *, value: str, colorbar_title: str, colorscale: str,
+                    bbox: Sequence[float], hover_columns: Sequence[tuple[str, str, str]] = (),
+                    height: int = MAP_HEIGHT, tile_url: str | None = None, title: str | None = None,
+                    highlight: str | None = None) -> go.Figure:
+    """A choropleth of `value` per zone; zones without a value are drawn as grey outlines, never as zero.
+
+    `zones` has `zone_id`, `zone_name` and `value`; `hover_columns` are (column, label, d3-format)
+    triples shown on hover. `geojson` is a FeatureCollection whose features carry `id` = zone_id.
+    """
+    known = zones.filter(pl.col(value).is_not_null())
+    missing = zones.filter(pl.col(value).is_null())
+    hover = "<b>%{customdata[0]}</b> (%{location})<br>" + "<br>".join(
+        f"{label}: %{{customdata[{i + 1}]:{fmt}}}" for i, (_, label, fmt) in enumerate(hover_columns)
+    ) + "<extra></extra>"
+    custom_cols = ["zone_name", *[c for c, _, _ in hover_columns]]
+    fig = go.Figure()
+    fig.add_trace(go.Choroplethmap(
+        geojson=geojson, locations=known["zone_id"].to_list(), z=known[value].to_list(),
+        customdata=known.select(custom_cols).rows(), hovertemplate=hover, colorscale=colorscale,
+        marker={"line": {"width": 0.6, "color": OUTLINE_COLOUR}, "opacity": 0.85},
+        colorbar={"title": {"text": colorbar_title}, "thickness": 12, "len": 0.8}, name=value,
+    ))
+    if missing.height:
+        fig.add_trace(go.Choroplethmap(
+            geojson=geojson, locations=missing["zone_id"].to_list(), z=[0] * missing.height,
+            colorscale=[[0, "#f1f3f5"], [1, "#f1f3f5"]], showscale=False,
+            customdata=missing.select(["zone_name"]).rows(),
+            hovertemplate="<b>%{customdata[0]}</b> (%{location})<br>no data for this zone<extra></extra>",
+            marker={"line": {"width": 0.6, "color": OUTLINE_COLOUR}}, name="no data",
+        ))
+    # The outline of the selected or hovered zone (linked across maps by app/assets/opencem.js).
+    fig.add_trace(go.Choroplethmap(
+            geojson=geojson, locations=[highlight] if highlight else [], z=[0] if highlight else [], colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
+            showscale=False, hoverinfo="skip", marker={"line": {"width": 3, "color": "#212529"}}, name="selected",
+    ))
+    return _map_layout(fig, bbox, height=height, tile_url=tile_url, title=title)
+
+
+def value_experience_matrix(zones: pl.DataFrame, *, value_threshold: float, experience_threshold: float,
+                            height: int = 420) -> go.Figure:
+    """Each zone a point: revenue (y) against experience (x), the four quadrants named and shaded.
+
+    `zones` has zone_id, zone_name, revenue, experience_index, subscribers, quadrant.
+    """
+    fig = go.Figure()
+    if zones.height == 0:
+        return _base_layout(fig, height=height)
+    x_max = max(100.0, float(zones["experience_index"].max() or 100))
+    y_max = float(zones["revenue"].max() or 1) * 1.08
+    x_min = min(0.0, float(zones["experience_index"].min() or 0))
+    shade = {  # quadrant → (x0, x1, y0, y1)
+        "invest": (x_min, experience_threshold, value_threshold, y_max),
+        "protect": (experience_threshold, x_max, value_threshold, y_max),
+        "maintain": (experience_threshold, x_max, 0, value_threshold),
+        "monitor": (x_min, experience_threshold, 0, value_threshold),
+    }
+    for name, (x0, x1, y0, y1) in shade.items():
+        label, colour = QUADRANTS[name]
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, fillcolor=colour, opacity=0.07, line_width=0,
+                      layer="below")
+        fig.add_annotation(x=(x0 + x1) / 2, y=y1 if y1 < y_max else y_max, text=f"<b>{name}</b>",
+                           showarrow=False, yanchor="top", font={"color": colour, "size": 13})
+    size_ref = max(float(zones["subscribers"].max() or 1), 1.0)
+    for name, (_, colour) in QUADRANTS.items():
+        part = zones.filter(pl.col("quadrant") == name)
+        if part.height == 0:
+            continue
+        fig.add_trace(go.Scatter(
+            x=part["experience_index"].to_list(), y=part["revenue"].to_list(), mode="markers", name=name,
+            marker={"color": colour, "size": [8 + 22 * (s or 0) / size_ref for s in part["subscribers"]],
+                    "line": {"width": 0.5, "color": "white"}},
+            customdata=part.select(["zone_id", "zone_name", "subscribers"]).rows(),
+            hovertemplate="<b>%{customdata[1]}</b> (%{customdata[0]})<br>revenue %{y:,.0f}<br>"
+                          "experience %{x:.1f}<br>%{customdata[2]:,} subscribers<extra>" + name + "</extra>",
+        ))
+    fig.add_vline(x=experience_threshold, line_dash="dot", line_color="#868e96")
+    fig.add_hline(y=value_threshold, line_dash="dot", line_color="#868e96")
+    fig.update_xaxes(title="experience index (0-100, higher is better)", range=[x_min, x_max], gridcolor="#eee")
+    fig.update_yaxes(title="revenue in the period", range=[0, y_max], gridcolor="#eee", rangemode="tozero")
+    fig.update_layout(legend={"orientation": "h", "y": -0.2})
+    return _base_layout(fig, height=height)
+
+
+def revenue_by_service(df: pl.DataFrame, *, height: int = 320, currency: str = "EUR") -> go.Figure:
+    """Stacked daily revenue per service: df has day, service, revenue."""
+    fig = go.Figure()
+    for service in df["service"].unique(maintain_order=True).to_list():
+        part = df.filter(pl.col("service") == service).sort("day")
+        fig.add_trace(go.Bar(x=part["day"].to_list(), y=part["revenue"].to_list(),
+                             name=SERVICE_LABELS.get(service, service),
+                             hovertemplate="%{x|%d %b}: %{y:,.2f} " + currency + "<extra>%{fullData.name}</extra>"))
+    fig.update_layout(barmode="stack", legend={"orientation": "h", "y": -0.25})
+    fig.update_yaxes(title=f"revenue ({currency})", gridcolor="#eee")
+    return _base_layout(fig, height=height)
+
+
+def kpi_trend(df: pl.DataFrame, kpi: Kpi, *, threshold: float | None = None, height: int = 320) -> go.Figure:
+    """Daily KPI of a zone with the share of hours present: df has day, value, completeness."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=df["day"].to_list(), y=df["value"].to_list(), mode="lines+markers", name=kpi.label,
+        customdata=[[c * 100 if c is not None else None] for c in df["completeness"].to_list()],
+        hovertemplate="%{x|%d %b}: %{y:" + kpi.fmt + "} " + kpi.unit +
+                      "<br>%{customdata[0]:.0f}% of hours present<extra></extra>",
+    ))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dot", line_color="#e03131",
+                      annotation_text=f"threshold {threshold:g} {kpi.unit}", annotation_position="top left")
+    fig.update_yaxes(title=f"{kpi.label} ({kpi.unit}, {kpi.better} is better)", gridcolor="#eee")
+    return _base_layout(fig, height=height)
+
+
+def cells_map(cells: pl.DataFrame, zone_geojson: dict, *, bbox: Sequence[float], height: int = 380,
+              tile_url: str | None = None) -> go.Figure:
+    """The zone's outline and its cells, red where a KPI breaches its threshold.
+
+    `cells` has cell_id, latitude, longitude, technology, n_breaches, breaches (text).
+    """
+    fig = go.Figure()
+    fig.add_trace(go.Choroplethmap(
+        geojson=zone_geojson, locations=[f["id"] for f in zone_geojson["features"]],
+        z=[0] * len(zone_geojson["features"]), colorscale=[[0, "#e7f5ff"], [1, "#e7f5ff"]], showscale=False,
+        marker={"line": {"width": 1.5, "color": OUTLINE_COLOUR}, "opacity": 0.6}, hoverinfo="skip", name="zone",
+    ))
+    for flagged, colour, name in ((False, "#1c7ed6", "within thresholds"), (True, "#e03131", "breaching")):
+        part = cells.filter((pl.col("n_breaches") > 0) == flagged)
+        if part.height == 0:
+            continue
+        fig.add_trace(go.Scattermap(
+            lat=part["latitude"].to_list(), lon=part["longitude"].to_list(), mode="markers", name=name,
+            marker={"size": 11, "color": colour},
+            customdata=part.select(["cell_id", "technology", "breaches"]).rows(),
+            hovertemplate="<b>%{customdata[0]}</b> %{customdata[1]}<br>%{customdata[2]}<extra></extra>",
+        ))
+    fig.update_layout(legend={"orientation": "h", "y": -0.05})
+    return _map_layout(fig, bbox, height=height, tile_url=tile_url, title=None)

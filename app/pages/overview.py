@@ -1,0 +1,282 @@
+"""Overview `/` for executives: revenue by zone beside service performance by zone, the value x experience
+matrix, headline figures against the previous period. Filters live in the URL so a view can be shared."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash
+import dash_ag_grid as dag
+import dash_mantine_components as dmc
+import polars as pl
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, html
+from dash.exceptions import PreventUpdate
+
+from app import figures, queries
+from app.components import (
+    create_asof,
+    create_empty_state,
+    create_graph,
+    create_notice,
+    create_section,
+    create_stat_card,
+)
+from app.constants import KPIS, PAYMENT_TYPES, PERIODS, SERVICE_LABELS, SERVICES
+from app.context import reader, settings
+from app.warehouse import NoWarehouse
+
+dash.register_page(__name__, path="/", name="Overview", title="opencem: overview", order=0)
+
+DEFAULTS = {"period": "28", "service": "all", "payment": "all", "kpi": "experience_index"}
+EXPERIENCE_TARGET = 95.0  # the scorecard's bound on "poor" experience (etl.transforms.marts_zone)
+
+
+def _clean(kwargs: dict) -> dict[str, str]:
+    """Filter values from the URL, each replaced by its default when it is not one of the known choices."""
+    allowed = {"period": PERIODS, "service": ("all", *SERVICES), "payment": ("all", *PAYMENT_TYPES),
+               "kpi": KPIS}
+    return {k: (kwargs.get(k) if kwargs.get(k) in allowed[k] else v) for k, v in DEFAULTS.items()}
+
+
+def create_filters(values: dict[str, str]) -> dmc.Group:
+    return dmc.Group(
+        [
+            dmc.SegmentedControl(id="ov-period", value=values["period"],
+                                 data=[{"value": k, "label": v} for k, v in PERIODS.items()]),
+            dmc.Select(id="ov-service", label=None, value=values["service"], w=170, allowDeselect=False,
+                       data=[{"value": "all", "label": "All services"}]
+                       + [{"value": s, "label": SERVICE_LABELS[s]} for s in SERVICES]),
+            dmc.SegmentedControl(id="ov-payment", value=values["payment"],
+                                 data=[{"value": "all", "label": "Prepaid + postpaid"},
+                                       {"value": "prepaid", "label": "Prepaid"},
+                                       {"value": "postpaid", "label": "Postpaid"}]),
+            dmc.Select(id="ov-kpi", value=values["kpi"], w=210, allowDeselect=False,
+                       data=[{"value": k, "label": v.label} for k, v in KPIS.items()]),
+        ],
+        gap="sm",
+    )
+
+
+def layout(**kwargs) -> html.Div:
+    values = _clean(kwargs)
+    return html.Div(
+        [
+            dmc.Group([dmc.Title("Revenue and experience by zone", order=2), html.Div(id="ov-asof")],
+                      justify="space-between"),
+            create_filters(values),
+            html.Div(id="ov-notices", style={"marginTop": "8px"}),
+            dmc.SimpleGrid(id="ov-cards", cols=4, spacing="sm", mt="sm"),
+            dmc.SimpleGrid(
+                [
+                    dmc.Paper([dmc.Text(id="ov-revenue-title", fw=600),
+                               create_graph("ov-revenue-map")], withBorder=True, p="xs"),
+                    dmc.Paper([dmc.Text(id="ov-kpi-title", fw=600),
+                               create_graph("ov-kpi-map")], withBorder=True, p="xs"),
+                ],
+                cols=2, spacing="sm", mt="sm",
+            ),
+            dmc.Text("Hover a zone to see its figures on both maps; click it to open the zone.", size="xs",
+                     c="dimmed"),
+            dmc.SimpleGrid(
+                [
+                    create_section("Value x experience", create_graph("ov-matrix"),
+                                   description="Each zone a point; the quadrant says what to do."),
+                    create_section("Where investment pays back", html.Div(id="ov-invest"),
+                                   description="Revenue at stake x experience gap, top zones of the period."),
+                ],
+                cols=2, spacing="lg",
+            ),
+            html.Div(id="ov-url-sync", hidden=True),
+        ]
+    )
+
+
+def _fmt_money(x: float | None, currency: str) -> str:
+    return "-" if x is None else f"{x:,.0f} {currency}"
+
+
+def _delta(cur: float | None, prev: float | None, *, better: str = "higher") -> tuple[str | None, bool | None]:
+    if cur is None or prev is None or prev == 0:
+        return "no earlier period loaded to compare", None
+    change = (cur - prev) / abs(prev) * 100
+    good = change >= 0 if better == "higher" else change <= 0
+    return f"{change:+.1f}% vs previous {'period'}", good
+
+
+def create_cards(db, p: queries.Period, currency: str) -> list:
+    cur = queries.headline(db, p)
+    prev_p = p.previous()
+    first = queries.period(db, "all")
+    prev = queries.headline(db, prev_p) if first is not None and prev_p.start >= first.start else {}
+    cards = []
+    for key, label, fmt in (
+        ("revenue", "Revenue", lambda v: _fmt_money(v, currency)),
+        ("arpu_month", "ARPU per month", lambda v: "-" if v is None else f"{v:,.2f} {currency}"),
+        ("subscribers", "Subscribers", lambda v: "-" if v is None else f"{v:,.0f}"),
+        ("availability_pct", "Network availability", lambda v: "not loaded" if v is None else f"{v:.2f}%"),
+    ):
+        delta, good = _delta(cur.get(key), prev.get(key))
+        note = None
+        if key == "availability_pct" and cur.get("kpi_completeness") is not None:
+            note = f"{cur['kpi_completeness'] * 100:.1f}% of cell-hours reported"
+        cards.append(create_stat_card(label, fmt(cur.get(key)), delta=delta, delta_good=good, note=note,
+                                      card_id=f"ov-card-{key}"))
+    return cards
+
+
+def create_invest_table(df: pl.DataFrame, currency: str) -> dag.AgGrid:
+    rows = df.head(15).with_columns(
+        pl.col("revenue_at_stake").round(0), pl.col("experience_index").round(1),
+        pl.col("investment_score").round(0),
+    ).select("invest_rank", "zone_id", "zone_name", "quadrant", "revenue_at_stake", "experience_index",
+             "investment_score").to_dicts()
+    return dag.AgGrid(
+        id="ov-invest-grid",
+        rowData=rows,
+        columnDefs=[
+            {"field": "invest_rank", "headerName": "#", "width": 60},
+            {"field": "zone_name", "headerName": "Zone", "flex": 1},
+            {"field": "quadrant", "width": 100},
+            {"field": "revenue_at_stake", "headerName": f"Revenue ({currency})", "width": 130,
+             "valueFormatter": {"function": "d3.format(',.0f')(params.value)"}},
+            {"field": "experience_index", "headerName": "Experience", "width": 110},
+            {"field": "investment_score", "headerName": "Score", "width": 100,
+             "valueFormatter": {"function": "d3.format(',.0f')(params.value)"}},
+        ],
+        defaultColDef={"sortable": True, "resizable": True},
+        getRowId="params.data.zone_id",
+        dashGridOptions={"domLayout": "autoHeight"},
+        style={"height": None},
+    )
+
+
+@callback(
+    Output("ov-asof", "children"),
+    Output("ov-notices", "children"),
+    Output("ov-cards", "children"),
+    Output("ov-revenue-title", "children"),
+    Output("ov-revenue-map", "figure"),
+    Output("ov-kpi-title", "children"),
+    Output("ov-kpi-map", "figure"),
+    Output("ov-matrix", "figure"),
+    Output("ov-invest", "children"),
+    Input("ov-period", "value"),
+    Input("ov-service", "value"),
+    Input("ov-payment", "value"),
+    Input("ov-kpi", "value"),
+)
+def update_overview(period_choice, service, payment, kpi_name):
+    if not period_choice or not service or not payment or not kpi_name:
+        raise PreventUpdate
+    db, cfg = reader(), settings()
+    try:
+        version = db.version.name
+    except NoWarehouse as exc:
+        empty = create_empty_state(str(exc), title="No warehouse yet")
+        return None, empty, [], "", {}, "", {}, {}, None
+    fresh = queries.freshness(db)
+    as_of = fresh["as_of"].max() if fresh.height else None
+    missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
+    asof = create_asof(f"{as_of:%Y-%m-%d %H:%M} UTC" if as_of else None, version, missing=missing)
+
+    p = queries.period(db, period_choice)
+    if p is None:
+        empty = create_empty_state("The warehouse has no days of revenue or KPIs loaded yet.")
+        return asof, empty, [], "", {}, "", {}, {}, None
+
+    zones = queries.overview_zones(db, p, service=None if service == "all" else service,
+                                   payment_type=None if payment == "all" else payment)
+    geojson, bbox = queries.zones_geojson(db)
+    notices = []
+    if missing:
+        notices.append(create_notice(
+            f"Not loaded: {', '.join(missing)}. Figures that need them are left empty, not shown as zero."))
+    incomplete = queries.incomplete_zones(db, p)
+    if incomplete.height:
+        names = ", ".join(f"{r['zone_name']} ({r['kpi_completeness'] * 100:.0f}%)"
+                          for r in incomplete.head(6).to_dicts())
+        more = f" and {incomplete.height - 6} more" if incomplete.height > 6 else ""
+        notices.append(create_notice(f"KPIs of {incomplete.height} zone(s) rest on incomplete hours: {names}{more}."))
+    if not geojson["features"] or bbox is None:
+        empty = create_empty_state("No zones are loaded, so there is no map to draw. Load a zones file.")
+        return asof, [*notices, empty], create_cards(db, p, cfg.currency), "", {}, "", {}, {}, None
+
+    kpi = KPIS[kpi_name]
+    service_label = "all services" if service == "all" else SERVICE_LABELS[service]
+    payment_label = "prepaid and postpaid" if payment == "all" else payment
+    revenue_title = f"Revenue, {service_label}, {payment_label} ({cfg.currency}, {queries_period_label(p)})"
+    hover = [("selected_revenue", f"revenue ({cfg.currency})", ",.0f"),
+             ("subscribers", "subscribers", ",.0f"),
+             ("experience_index", "experience index", ".1f"),
+             (kpi_name, kpi.label + f" ({kpi.unit})", kpi.fmt),
+             ("kpi_completeness", "share of hours present", ".0%")]
+    hover = list(dict.fromkeys(hover))
+    zones = zones.with_columns(pl.col(c).cast(pl.Float64) for c, _, _ in hover)
+    rev_map = figures.zone_choropleth(
+        zones, geojson, value="selected_revenue", colorbar_title=f"{cfg.currency}<br><sub>higher is more</sub>",
+        colorscale="Blues", bbox=bbox, hover_columns=hover, tile_url=cfg.tile_url)
+    kpi_map = figures.zone_choropleth(
+        zones, geojson, value=kpi_name, colorbar_title=kpi.legend, colorscale=kpi.colorscale, bbox=bbox,
+        hover_columns=hover, tile_url=cfg.tile_url)
+    kpi_title = f"{kpi.label} ({kpi.unit}, {kpi.better} is better; {queries_period_label(p)})"
+
+    sc = zones.filter(pl.col("quadrant").is_not_null())
+    if sc.height:
+        median_index = sc["experience_index"].median()
+        matrix = figures.value_experience_matrix(
+            sc, value_threshold=float(sc["revenue"].median()),
+            experience_threshold=min(float(median_index), EXPERIENCE_TARGET))
+    else:
+        matrix = {}
+    invest = queries.investment_list(db, p)
+    invest_view = (create_invest_table(invest, cfg.currency) if invest.height else
+                   create_empty_state("No zone has both revenue and KPIs in this period to rank."))
+    return (asof, notices, create_cards(db, p, cfg.currency), revenue_title, rev_map, kpi_title, kpi_map, matrix,
+            invest_view)
+
+
+def queries_period_label(p: queries.Period) -> str:
+    return f"{p.start:%d %b} - {p.end:%d %b %Y}"
+
+
+@callback(
+    Output("nav", "href", allow_duplicate=True),
+    Input("ov-revenue-map", "clickData"),
+    Input("ov-kpi-map", "clickData"),
+    Input("ov-matrix", "clickData"),
+    Input("ov-invest-grid", "cellClicked"),
+    State("ov-period", "value"),
+    prevent_initial_call=True,
+)
+def open_zone(rev_click, kpi_click, matrix_click, cell_clicked, period_choice):
+    trigger = dash.ctx.triggered_id
+    data = {"ov-revenue-map": rev_click, "ov-kpi-map": kpi_click, "ov-matrix": matrix_click}.get(trigger)
+    zone_id = None
+    if trigger == "ov-invest-grid" and cell_clicked:
+        zone_id = cell_clicked.get("rowId")
+    elif data and data.get("points"):
+        point = data["points"][0]
+        zone_id = point.get("location") or (point.get("customdata") or [None])[0]
+    if not zone_id:
+        raise PreventUpdate
+    return f"/zone/{zone_id}?{urlencode({'period': period_choice})}"
+
+
+# The URL follows the filters (replaceState: no reload, no history entry per click).
+clientside_callback(
+    ClientsideFunction(namespace="opencem", function_name="syncQuery"),
+    Output("ov-url-sync", "children"),
+    Input("ov-period", "value"),
+    Input("ov-service", "value"),
+    Input("ov-payment", "value"),
+    Input("ov-kpi", "value"),
+)
+
+# Linked maps: hovering a zone on either map outlines it on both.
+clientside_callback(
+    ClientsideFunction(namespace="opencem", function_name="linkHover"),
+    Output("ov-url-sync", "title"),
+    Input("ov-revenue-map", "hoverData"),
+    Input("ov-kpi-map", "hoverData"),
+    prevent_initial_call=True,
+)

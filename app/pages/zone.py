@@ -1,0 +1,199 @@
+"""Zone `/zone/<zone_id>` for planners: revenue per service and its trend, the zone's cells with their KPIs
+and breaches, subscribers and revenue whose experience is poor, and where the zone ranks for investment."""
+
+from __future__ import annotations
+
+import dash
+import dash_mantine_components as dmc
+import polars as pl
+from dash import Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
+
+from app import figures, queries
+from app.components import (
+    create_asof,
+    create_empty_state,
+    create_graph,
+    create_grid,
+    create_section,
+    create_stat_card,
+)
+from app.constants import KPIS, PERIODS, QUADRANTS
+from app.context import reader, settings
+from app.warehouse import NoWarehouse
+
+dash.register_page(__name__, path_template="/zone/<zone_id>", name="Zone", title="opencem: zone", nav=False)
+
+CELL_COLUMNS = [
+    ("cell_id", "Cell", None), ("site_id", "Site", None), ("technology", "Tech", None),
+    ("availability_pct", "Availability %", ".2f"), ("accessibility_pct", "Accessibility %", ".2f"),
+    ("drop_rate_pct", "Drop rate %", ".2f"), ("dl_throughput_mbps", "DL Mbit/s", ".1f"),
+    ("latency_ms", "Latency ms", ".0f"), ("prb_utilisation_pct", "PRB %", ".0f"),
+    ("traffic_volume_mb", "Traffic MB", ",.0f"), ("completeness", "Hours present", ".0%"),
+    ("breaches", "Breaches", None),
+]
+
+
+def layout(zone_id: str | None = None, **kwargs) -> html.Div:
+    period_choice = kwargs.get("period") if kwargs.get("period") in PERIODS else "28"
+    kpi = kwargs.get("kpi") if kwargs.get("kpi") in KPIS else "experience_index"
+    return html.Div([
+        dcc.Store(id="zone-id", data=zone_id),
+        dmc.Group([html.Div(id="zone-title"), html.Div(id="zone-asof")], justify="space-between"),
+        dmc.Group([
+            dmc.SegmentedControl(id="zone-period", value=period_choice,
+                                 data=[{"value": k, "label": v} for k, v in PERIODS.items()]),
+            dmc.Anchor("back to the overview", href="/", size="sm"),
+        ], justify="space-between", mt="xs"),
+        html.Div(id="zone-body"),
+        dmc.Select(id="zone-kpi", value=kpi, w=220, allowDeselect=False, mt="sm",
+                   data=[{"value": k, "label": v.label} for k, v in KPIS.items()]),
+        create_graph("zone-kpi-trend"),
+    ])
+
+
+def _reasons(row: dict, thresholds: dict[str, float]) -> list[str]:
+    out = []
+    for kpi, limit in thresholds.items():
+        value = row.get(kpi)
+        if value is None or kpi not in KPIS:
+            continue
+        k = KPIS[kpi]
+        if (k.better == "higher" and value < limit) or (k.better == "lower" and value > limit):
+            out.append(f"{k.label} {value:{k.fmt}} {k.unit} ({'below' if k.better == 'higher' else 'above'} "
+                       f"the {limit:g} {k.unit} target)")
+    return out
+
+
+@callback(
+    Output("zone-title", "children"),
+    Output("zone-asof", "children"),
+    Output("zone-body", "children"),
+    Input("zone-period", "value"),
+    State("zone-id", "data"),
+)
+def update_zone(period_choice, zone_id):
+    if not zone_id or not period_choice:
+        raise PreventUpdate
+    db, cfg = reader(), settings()
+    try:
+        version = db.version.name
+    except NoWarehouse as exc:
+        return dmc.Title("Zone", order=2), None, create_empty_state(str(exc), title="No warehouse yet")
+    fresh = queries.freshness(db)
+    as_of = fresh["as_of"].max() if fresh.height else None
+    missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
+    asof = create_asof(f"{as_of:%Y-%m-%d %H:%M} UTC" if as_of else None, version, missing=missing)
+    p = queries.period(db, period_choice)
+    row = queries.zone_row(db, zone_id, p) if p else None
+    if row is None:
+        title = dmc.Title(f"Zone {zone_id}", order=2)
+        return title, asof, create_empty_state(
+            f"There is no zone {zone_id} in the warehouse, or no data for it in this period.",
+            title="Unknown zone")
+
+    thresholds = cfg.kpi_thresholds
+    quadrant = row.get("quadrant")
+    label, colour = QUADRANTS.get(quadrant, ("no quadrant: no KPIs or no revenue", "gray"))
+    n_ranked = queries.investment_list(db, p).height
+    title = dmc.Stack([
+        dmc.Title(f"{row['zone_name'] or zone_id} ({zone_id})", order=2),
+        dmc.Group([
+            dmc.Badge(quadrant or "unclassified", color=colour if quadrant else "gray", variant="filled"),
+            dmc.Text(label, size="sm"),
+            dmc.Text(f"investment rank {row['invest_rank']} of {n_ranked}" if row.get("invest_rank") else
+                     "not ranked", size="sm", fw=600),
+        ], gap="xs"),
+    ], gap=2)
+
+    poor = queries.zone_poor_experience(db, zone_id, thresholds)
+    reasons = _reasons(row, thresholds)
+    cards = dmc.SimpleGrid([
+        create_stat_card("Revenue in the period", f"{row['revenue']:,.0f} {cfg.currency}",
+                         note=f"usage {row['usage_revenue']:,.0f}, fees {row['fee_revenue']:,.0f}"),
+        create_stat_card("Subscribers (home zone)", f"{row['subscribers']:,}",
+                         note=None if row.get("arpu_month") is None else
+                         f"ARPU {row['arpu_month']:,.2f} {cfg.currency} per month"),
+        create_stat_card("Experience index", "no KPIs" if row.get("experience_index") is None else
+                         f"{row['experience_index']:.1f} / 100",
+                         note="share of cell-hours meeting every KPI target"
+                         + ("" if row.get("kpi_completeness") is None else
+                            f"; {row['kpi_completeness'] * 100:.0f}% of hours present")),
+        create_stat_card("Customers with poor experience",
+                         "-" if not poor else f"{poor['poor_customers']:,} of {poor['customers']:,}",
+                         note=None if not poor or poor.get("poor_revenue_month") is None else
+                         f"{poor['poor_revenue_month']:,.0f} {cfg.currency} per month at risk"),
+    ], cols=4, spacing="sm", mt="sm")
+    why = dmc.List([dmc.ListItem(r) for r in reasons], size="sm") if reasons else dmc.Text(
+        "Every zone-level KPI meets its target in this period.", size="sm")
+
+    revenue = queries.zone_revenue_by_service(db, zone_id, p)
+    revenue_view = (create_graph("zone-revenue", figures.revenue_by_service(revenue, currency=cfg.currency))
+                    if revenue.height else create_empty_state("No revenue recorded in this zone in the period."))
+
+    cells = queries.zone_cells(db, zone_id, p, thresholds)
+    geojson, _ = queries.zones_geojson(db)
+    zone_geo = {"type": "FeatureCollection", "features": [f for f in geojson["features"] if f["id"] == zone_id]}
+    if cells.height:
+        located = cells.filter(pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null())
+        lons = located["longitude"].to_list()
+        lats = located["latitude"].to_list()
+        bbox = (min(lons), min(lats), max(lons), max(lats)) if lons else None
+        cell_map = (create_graph("zone-cells-map", figures.cells_map(located, zone_geo, bbox=bbox,
+                                                                     tile_url=cfg.tile_url))
+                    if bbox else create_empty_state("The zone's cells have no coordinates."))
+        n_flagged = int((cells["n_breaches"] > 0).sum())
+        grid_rows = cells.select([c for c, _, _ in CELL_COLUMNS] + ["n_breaches"]).to_dicts()
+        cell_view = dmc.SimpleGrid([
+            cell_map,
+            dmc.Stack([
+                dmc.Text(f"{cells.height} cells, {n_flagged} breaching a KPI target over the period "
+                         "(red rows).", size="sm"),
+                create_grid("zone-cells-grid", CELL_COLUMNS, grid_rows, file_name=f"cells_{zone_id}.csv",
+                            row_id="cell_id", flag_field="n_breaches"),
+            ], gap=4),
+        ], cols=2, spacing="sm")
+    else:
+        cell_view = create_empty_state("No cells of the inventory lie in this zone.")
+
+    invest = queries.investment_list(db, p)
+    invest_rows = invest.with_columns(pl.col("zone_id").eq(zone_id).alias("is_this_zone").cast(pl.Int8)).to_dicts()
+    invest_view = create_grid(
+        "zone-invest-grid",
+        [("invest_rank", "#", None), ("zone_name", "Zone", None), ("quadrant", "Quadrant", None),
+         ("revenue_at_stake", f"Revenue ({cfg.currency})", ",.0f"), ("experience_index", "Experience", ".1f"),
+         ("investment_score", "Score", ",.0f"), ("drop_rate_pct", "Drop %", ".2f"),
+         ("dl_throughput_mbps", "DL Mbit/s", ".1f"), ("availability_pct", "Avail. %", ".2f")],
+        invest_rows, file_name="investment_ranking.csv", row_id="zone_id", flag_field="is_this_zone", height=320,
+    )
+    body = html.Div([
+        cards,
+        create_section("Why this zone ranks where it does", why),
+        create_section("Revenue per service", revenue_view),
+        create_section("Cells", cell_view, description="KPIs over the period, weighted by time or traffic."),
+        create_section("Investment ranking across all zones", invest_view,
+                       description="Revenue at stake x experience gap; this zone is highlighted."),
+    ])
+    return title, asof, body
+
+
+@callback(
+    Output("zone-kpi-trend", "figure"),
+    Input("zone-kpi", "value"),
+    Input("zone-period", "value"),
+    State("zone-id", "data"),
+)
+def update_trend(kpi_name, period_choice, zone_id):
+    if not zone_id or not kpi_name or not period_choice:
+        raise PreventUpdate
+    db, cfg = reader(), settings()
+    try:
+        p = queries.period(db, period_choice)
+    except NoWarehouse:
+        return {}
+    if p is None:
+        return {}
+    df = queries.zone_kpi_trend(db, zone_id, p, kpi_name)
+    if df.height == 0:
+        return {}
+    return figures.kpi_trend(df, KPIS[kpi_name], threshold=cfg.kpi_thresholds.get(kpi_name))

@@ -1,0 +1,258 @@
+"""Parameterised queries on the published marts: a reader and plain values in, a Polars frame out.
+
+Every query names the mart it reads; values reach SQL only as parameters. A query on a table the live
+version does not have returns an empty frame with the expected columns (the page then says why).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import polars as pl
+
+from app.constants import KPIS
+from app.warehouse import WarehouseReader
+
+PERIOD_ALIASES = {"7": "last_7d", "28": "last_28d", "all": "all"}
+UNASSIGNED = "UNASSIGNED"
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str
+    start: date
+    end: date
+
+    @property
+    def n_days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Period:
+        """The period of the same length just before this one."""
+        return Period(f"before {self.name}", self.start - timedelta(days=self.n_days),
+                      self.start - timedelta(days=1))
+
+
+def period(db: WarehouseReader, choice: str) -> Period | None:
+    """The dates of a scorecard period (`7`, `28` or `all`), as the scorecard computed them."""
+    if not db.has_table("marts.zone_scorecard"):
+        return None
+    name = PERIOD_ALIASES.get(choice, "last_28d")
+    df = db.query("SELECT DISTINCT period_start, period_end FROM marts.zone_scorecard WHERE period = ?", [name])
+    if df.height == 0 or df["period_start"][0] is None:
+        return None
+    return Period(name, df["period_start"][0], df["period_end"][0])
+
+
+def freshness(db: WarehouseReader) -> pl.DataFrame:
+    if not db.has_table("marts.freshness"):
+        return pl.DataFrame(schema={"source": pl.String, "is_loaded": pl.Boolean, "as_of": pl.Datetime})
+    return db.query("SELECT source, side, is_loaded, n_rows, as_of, last_loaded_at FROM marts.freshness "
+                    "ORDER BY source")
+
+
+def zones_geojson(db: WarehouseReader) -> tuple[dict, tuple[float, float, float, float] | None]:
+    """Every zone's simplified outline as one FeatureCollection (feature id = zone_id), and the bounding box."""
+    if not db.has_table("staging.zones_map"):
+        return {"type": "FeatureCollection", "features": []}, None
+    df = db.query("SELECT zone_id, zone_name, geojson, bbox_min_lon, bbox_min_lat, bbox_max_lon, bbox_max_lat "
+                  "FROM staging.zones_map ORDER BY zone_id")
+    features = [{"type": "Feature", "id": z, "properties": {"zone_id": z, "zone_name": n},
+                 "geometry": json.loads(g)} for z, n, g in df.select("zone_id", "zone_name", "geojson").rows()]
+    if df.height == 0:
+        return {"type": "FeatureCollection", "features": []}, None
+    bbox = (df["bbox_min_lon"].min(), df["bbox_min_lat"].min(), df["bbox_max_lon"].max(), df["bbox_max_lat"].max())
+    return {"type": "FeatureCollection", "features": features}, bbox
+
+
+def zone_list(db: WarehouseReader) -> pl.DataFrame:
+    if not db.has_table("staging.zones_map"):
+        return pl.DataFrame(schema={"zone_id": pl.String, "zone_name": pl.String})
+    return db.query("SELECT zone_id, zone_name FROM staging.zones_map ORDER BY zone_id")
+
+
+def zone_revenue(db: WarehouseReader, p: Period, *, service: str | None, payment_type: str | None) -> pl.DataFrame:
+    """Revenue per zone over a period, for one service (or all) and one payment type (or both)."""
+    return db.query(
+        """
+        SELECT zone_id, sum(revenue) AS revenue, sum(usage_revenue) AS usage_revenue,
+               sum(fee_revenue) AS fee_revenue, sum(n_events) AS n_events
+        FROM marts.zone_daily
+        WHERE date BETWEEN $start AND $end
+          AND ($service IS NULL OR service = $service)
+          AND ($payment IS NULL OR payment_type = $payment)
+        GROUP BY zone_id
+        """,
+        {"start": p.start, "end": p.end, "service": service, "payment": payment_type},
+    )
+
+
+def scorecard(db: WarehouseReader, p: Period) -> pl.DataFrame:
+    """The zone scorecard of a period: value, experience, KPIs, quadrant, investment rank."""
+    return db.query(
+        "SELECT * FROM marts.zone_scorecard WHERE period = ? AND zone_id <> ? ORDER BY zone_id",
+        [p.name, UNASSIGNED],
+    )
+
+
+def overview_zones(db: WarehouseReader, p: Period, *, service: str | None, payment_type: str | None) -> pl.DataFrame:
+    """One row per zone: name, the period's scorecard, and the revenue of the chosen service/payment type."""
+    sc = scorecard(db, p)
+    rev = zone_revenue(db, p, service=service, payment_type=payment_type).rename(
+        {"revenue": "selected_revenue", "usage_revenue": "selected_usage_revenue",
+         "fee_revenue": "selected_fee_revenue", "n_events": "selected_events"})
+    zones = zone_list(db)
+    out = zones.join(sc.drop("zone_name"), on="zone_id", how="left").join(rev, on="zone_id", how="left")
+    return out.with_columns(pl.col("selected_revenue").fill_null(0.0))
+
+
+def headline(db: WarehouseReader, p: Period) -> dict[str, float | None]:
+    """Revenue, subscribers, ARPU per month and network availability over a period."""
+    rev = db.query("SELECT sum(revenue) AS revenue FROM marts.zone_daily WHERE date BETWEEN ? AND ?",
+                   [p.start, p.end])["revenue"][0]
+    subs = db.query(
+        "SELECT count(DISTINCT subscription_id) AS n FROM staging.subscriptions "
+        "WHERE start_date <= ? AND (termination_date IS NULL OR termination_date > ?)", [p.end, p.start],
+    )["n"][0]
+    kpi = db.query(
+        "SELECT sum(available_s) AS a, sum(period_s) AS t, sum(hours_present) AS present, "
+        "sum(hours_expected) AS expected FROM marts.zone_kpi_daily WHERE date BETWEEN ? AND ?",
+        [p.start, p.end],
+    )
+    a, t = kpi["a"][0], kpi["t"][0]
+    return {
+        "revenue": rev,
+        "subscribers": subs or None,
+        "arpu_month": (rev / subs * 30.4375 / p.n_days) if rev is not None and subs else None,
+        "availability_pct": (100.0 * a / t) if a is not None and t else None,
+        "kpi_completeness": (kpi["present"][0] / kpi["expected"][0]) if kpi["expected"][0] else None,
+    }
+
+
+def incomplete_zones(db: WarehouseReader, p: Period, *, below: float = 0.95) -> pl.DataFrame:
+    """Zones whose KPIs over the period rest on fewer than `below` of the expected cell-hours."""
+    return db.query(
+        "SELECT zone_id, zone_name, kpi_completeness FROM marts.zone_scorecard "
+        "WHERE period = ? AND zone_id <> ? AND n_cells > 0 AND kpi_completeness < ? ORDER BY kpi_completeness",
+        [p.name, UNASSIGNED, below],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- zone page
+
+
+def zone_row(db: WarehouseReader, zone_id: str, p: Period) -> dict | None:
+    df = db.query("SELECT * FROM marts.zone_scorecard WHERE zone_id = ? AND period = ?", [zone_id, p.name])
+    return df.row(0, named=True) if df.height else None
+
+
+def zone_revenue_by_service(db: WarehouseReader, zone_id: str, p: Period) -> pl.DataFrame:
+    return db.query(
+        "SELECT date AS day, service, sum(revenue) AS revenue FROM marts.zone_daily "
+        "WHERE zone_id = ? AND date BETWEEN ? AND ? GROUP BY ALL ORDER BY day, service",
+        [zone_id, p.start, p.end],
+    )
+
+
+def zone_kpi_trend(db: WarehouseReader, zone_id: str, p: Period, kpi: str) -> pl.DataFrame:
+    if kpi not in KPIS or kpi == "experience_index":
+        kpi_sql = "good_hours_pct"
+    else:
+        kpi_sql = kpi  # a column name from the fixed KPI list, never user text
+    return db.query(
+        f"SELECT date AS day, {kpi_sql} AS value, completeness FROM marts.zone_kpi_daily "
+        "WHERE zone_id = ? AND date BETWEEN ? AND ? ORDER BY day",
+        [zone_id, p.start, p.end],
+    )
+
+
+def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[str, float]) -> pl.DataFrame:
+    """The zone's cells with their KPIs over the period (weighted as the marts weigh them) and breaches."""
+    df = db.query(
+        """
+        SELECT c.cell_id, c.site_id, c.technology, c.band_mhz, c.status, c.latitude, c.longitude,
+               sum(d.hours_present) AS hours_present, sum(d.hours_expected) AS hours_expected,
+               100 * sum(d.available_s) / nullif(sum(d.period_s), 0) AS availability_pct,
+               sum(d.accessibility_pct * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.accessibility_pct IS NOT NULL
+                   THEN d.traffic_volume_mb END), 0) AS accessibility_pct,
+               sum(d.drop_rate_pct * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.drop_rate_pct IS NOT NULL
+                   THEN d.traffic_volume_mb END), 0) AS drop_rate_pct,
+               sum(d.latency_ms * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.latency_ms IS NOT NULL
+                   THEN d.traffic_volume_mb END), 0) AS latency_ms,
+               sum(d.dl_throughput_mbps * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.dl_throughput_mbps
+                   IS NOT NULL THEN d.traffic_volume_mb END), 0) AS dl_throughput_mbps,
+               sum(d.prb_utilisation_pct * d.period_s) / nullif(sum(CASE WHEN d.prb_utilisation_pct IS NOT NULL
+                   THEN d.period_s END), 0) AS prb_utilisation_pct,
+               sum(d.traffic_volume_mb) AS traffic_volume_mb,
+               100 * sum(d.good_hours) / nullif(sum(d.hours_present), 0) AS experience_index
+        FROM staging.cells c
+        LEFT JOIN marts.cell_kpi_daily d ON d.cell_id = c.cell_id AND d.date BETWEEN ? AND ?
+        WHERE c.zone_id = ?
+        GROUP BY ALL ORDER BY c.cell_id
+        """,
+        [p.start, p.end, zone_id],
+    )
+    df = df.with_columns(completeness=pl.col("hours_present") / pl.col("hours_expected"))
+    checks = []
+    for kpi, limit in thresholds.items():
+        if kpi not in df.columns:
+            continue
+        k = KPIS[kpi]
+        bad = (pl.col(kpi) < limit) if k.better == "higher" else (pl.col(kpi) > limit)
+        checks.append(pl.when(bad).then(pl.lit(f"{k.label} {{}} {k.unit}")).otherwise(None).alias(f"_b_{kpi}"))
+    df = df.with_columns(checks)
+    reasons = []
+    for kpi in thresholds:
+        if f"_b_{kpi}" in df.columns:
+            k = KPIS[kpi]
+            word = "below" if k.better == "higher" else "above"
+            reasons.append(pl.when(pl.col(f"_b_{kpi}").is_not_null()).then(
+                pl.format("{} {} {} ({} {})", pl.lit(k.label), pl.col(kpi).round(2), pl.lit(k.unit), pl.lit(word),
+                          pl.lit(thresholds[kpi]))))
+    df = df.with_columns(
+        breaches=pl.concat_str(reasons, separator="; ", ignore_nulls=True) if reasons else pl.lit(""),
+    ).drop([c for c in df.columns if c.startswith("_b_")])
+    return df.with_columns(
+        n_breaches=pl.when(pl.col("breaches") == "").then(0).otherwise(pl.col("breaches").str.count_matches("; ") + 1),
+    )
+
+
+def investment_list(db: WarehouseReader, p: Period) -> pl.DataFrame:
+    """Zones ranked by revenue at stake x experience gap, with the KPIs behind the gap."""
+    return db.query(
+        "SELECT invest_rank, zone_id, zone_name, quadrant, revenue_at_stake, experience_index, "
+        "experience_gap_pct, investment_score, subscribers, availability_pct, drop_rate_pct, dl_throughput_mbps, "
+        "latency_ms, prb_utilisation_pct, accessibility_pct, kpi_completeness "
+        "FROM marts.zone_scorecard WHERE period = ? AND invest_rank IS NOT NULL ORDER BY invest_rank",
+        [p.name],
+    )
+
+
+def zone_poor_experience(db: WarehouseReader, zone_id: str, thresholds: dict[str, float]) -> dict:
+    """Customers living in the zone whose usage-weighted experience breaches a KPI target, and their revenue.
+
+    Experience per customer is marts.customer_360's `exp_<kpi>`: the KPIs of the cells they used, weighted
+    by their usage. Revenue is the last 30 days' usage revenue plus the monthly fees.
+    """
+    if not db.has_table("marts.customer_360"):
+        return {}
+    conds = []
+    for kpi in ("availability_pct", "accessibility_pct", "drop_rate_pct", "dl_throughput_mbps", "latency_ms"):
+        if kpi in thresholds:
+            op = "<" if KPIS[kpi].better == "higher" else ">"
+            conds.append(f"exp_{kpi} {op} {float(thresholds[kpi])!r}")  # fixed names, numbers from settings
+    poor = " OR ".join(conds) or "FALSE"
+    df = db.query(
+        f"""
+        SELECT count(*) AS customers,
+               count(*) FILTER (WHERE n_events_with_kpi > 0) AS customers_with_kpis,
+               count(*) FILTER (WHERE {poor}) AS poor_customers,
+               sum(coalesce(usage_revenue_30d, 0) + coalesce(monthly_fee_total, 0)) FILTER (WHERE {poor})
+                   AS poor_revenue_month
+        FROM marts.customer_360 WHERE home_zone_id = ? AND n_active_subscriptions > 0
+        """,
+        [zone_id],
+    )
+    return df.row(0, named=True)
