@@ -53,3 +53,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/tests/e2e/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample loaded once per test session into a fresh warehouse (a published version)."""
+    from etl.config import Settings
+    from etl.pipeline import refresh
+
+    root = tmp_path_factory.mktemp("sample_warehouse")
+    result = refresh(Settings(warehouse_dir=root), source=SAMPLE, log=lambda _msg: None)
+    assert result.ok, result.describe()
+    return root
