@@ -94,7 +94,10 @@ class WarehouseReader:
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run one parameterised query on the live version and return the whole result."""
         with self.cursor() as cur:
-            return pl.from_arrow(cur.execute(sql, params or []).to_arrow_table())
+            rel = cur.sql(sql, params=params or None)
+            if rel is None:  # a statement that returns nothing (the connection is read-only anyway)
+                return pl.DataFrame()
+            return pl.from_arrow(rel.to_arrow_table())
 
     def close(self) -> None:
         with self._lock:
