@@ -202,7 +202,7 @@ def spark_session(*, app_name: str = "opencem", tmp_dir: str | os.PathLike[str] 
         SparkSession.builder.master("local[2]").appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.shuffle.partitions", "2")
         .config("spark.default.parallelism", "2")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.host", "127.0.0.1")
@@ -257,10 +257,10 @@ def _run_spark(con: duckdb.DuckDBPyConnection, spark: SparkSession, order: list[
         for m in order:
             t = time.perf_counter()
             schema, _, table = m.name.partition(".")
-            be_spark.create_table(table, m.build(spark_tables), database=dbs[schema], overwrite=True)
-            spark_tables[m.name] = be_spark.table(table, database=dbs[schema])
             out = tmp / "out" / m.name
-            spark.table(f"{dbs[schema]}.{table}").write.mode("overwrite").parquet(str(out))
+            be_spark.to_parquet_dir(m.build(spark_tables), out)
+            spark.catalog.createTable(f"{dbs[schema]}.{table}", path=str(out), source="parquet")
+            spark_tables[m.name] = be_spark.table(table, database=dbs[schema])
             target = m.build(duck_tables).schema()
             _write_back(con, m.name, out, target)
             duck_tables[m.name] = _ibis_table(be_duck, m.name)
