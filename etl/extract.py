@@ -29,7 +29,7 @@ import polars as pl
 
 from etl.contracts import LOAD_ORDER, SOURCES, Source, source_for_file
 from etl.errors import ContractError
-from etl.mapping import CsvOptions, Mapping, map_rows
+from etl.mapping import CsvOptions, Mapping, map_rows, private_connection
 from etl.validate import (
     QUARANTINE_SCHEMA,
     Unit,
@@ -263,7 +263,7 @@ def _read_csv(path: Path, *, file: str, options: CsvOptions) -> TextTable:
         if plain.stat().st_size == 0:
             raise ContractError(f"{file}: empty file, no header", file=file, row=1,
                                 expected="a header line naming the columns")
-        con = duckdb.connect(config={"enable_external_access": True})
+        con = private_connection(files=True)
         try:
             warnings: list[str] = []
             encoding, blank = _line_pass(con, plain, file=file, options=options, warnings=warnings)

@@ -6,10 +6,12 @@ one INSERT ... SELECT and one DELETE each, never row by row in Python.
 
 The rules (docs/architecture.md, "The warehouse file"):
 
-- A file is known by its name (relative to the source folder) and its sha256. Unchanged files are skipped;
-  a changed file (same name, new hash) first removes every row, landed or quarantined, of its earlier version.
+- A file is known by its name (relative to the source folder), the source it feeds (a mapping may feed
+  several sources from one file) and its sha256. Unchanged files are skipped; a changed file (same name,
+  new hash) first removes every row, landed or quarantined, of its earlier version.
 - Duplicate keys: the row of the most recently loaded file wins (within one refresh, files load in name
-  order; ties by the later line); the superseded row goes to quarantine as `duplicate_key`, naming its winner.
+  order; ties by the later line, then by the later row a mapping produced from it); the superseded row
+  goes to quarantine as `duplicate_key`, naming its winner.
 - References are checked in LOAD_ORDER against what is landed after this load; a failing row goes to
   quarantine as `unknown_reference` (and rows that referred to it follow: the cascade is counted). A
   reference to a source that was never loaded is not checked (phased migration) and is reported as such.
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +33,7 @@ from typing import Protocol
 import duckdb
 import polars as pl
 
-from etl.contracts import LOAD_ORDER, SOURCES, Source, source_for_file
+from etl.contracts import LOAD_ORDER, SOURCES, Source
 from etl.errors import CheckFailed, OpencemError, UsageError
 
 #: Contract dtypes as DuckDB column types (docs/architecture.md).
@@ -109,6 +112,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction for the block: its statements apply together or not at all.
+
+    Row moves select rows by `rowid` and delete them in the same transaction, where row ids are stable
+    (a checkpoint between the two statements could renumber them).
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 # -- schema ---------------------------------------------------------------------------------------------
 
 
@@ -178,22 +197,26 @@ def load_order_key(source: str, name: str) -> tuple[int, str]:
     return (LOAD_ORDER.index(source), name)
 
 
-def scan_folder(folder: Path) -> Folder:
-    """The extract files of a flat folder with their hashes; names that match no source are listed as ignored."""
+def scan_folder(folder: Path, *, mapping: object | None = None) -> Folder:
+    """The extract files of a folder with their hashes; the files no source takes are listed as ignored.
+
+    Discovery is `etl.extract.extract_source_dir`: canonical names in the folder, plus a mapping's patterns.
+    """
+    from etl.extract import extract_source_dir
+
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"source folder {folder} does not exist or is not a folder; expected a folder of extracts")
+    found = extract_source_dir(folder, mapping=mapping)
+    hashes: dict[Path, tuple[str, int]] = {}
     files: list[SourceFile] = []
-    ignored: list[str] = []
-    for p in sorted(folder.iterdir()):
-        src = source_for_file(p.name) if p.is_file() else None
-        if src is None:
-            ignored.append(p.name + ("/" if p.is_dir() else ""))
-            continue
-        files.append(SourceFile(path=p, name=p.name, source=src.name, sha256=sha256_file(p),
-                                size_bytes=p.stat().st_size))
+    for path, source in found:
+        if path not in hashes:
+            hashes[path] = (sha256_file(path), path.stat().st_size)
+        sha, size = hashes[path]
+        files.append(SourceFile(path=path, name=found.name(path), source=source.name, sha256=sha, size_bytes=size))
     files.sort(key=lambda f: load_order_key(f.source, f.name))
-    return Folder(root=folder, files=tuple(files), ignored=tuple(ignored))
+    return Folder(root=folder, files=tuple(files), ignored=tuple(found.name(p) for p in found.ignored))
 
 
 @dataclass(frozen=True)
@@ -212,23 +235,27 @@ class ManifestDiff:
         return tuple(sorted(self.new + self.changed, key=lambda f: load_order_key(f.source, f.name)))
 
 
-def read_manifest(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """File name → sha256 of every loaded file (an empty dict for a warehouse without a manifest)."""
+#: (file, source) → sha256 of every loaded file.
+Manifest = dict[tuple[str, str], str]
+
+
+def read_manifest(con: duckdb.DuckDBPyConnection) -> Manifest:
+    """(file, source) → sha256 of every loaded file (empty for a warehouse without a manifest)."""
     exists = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = 'manifest'"
     ).fetchone()[0]
     if not exists:
         return {}
-    return dict(con.execute("SELECT file, sha256 FROM raw.manifest").fetchall())
+    return {(f, s): h for f, s, h in con.execute("SELECT file, source, sha256 FROM raw.manifest").fetchall()}
 
 
-def diff_manifest(manifest: dict[str, str], files: Sequence[SourceFile]) -> ManifestDiff:
-    """Sort the folder's files into new, changed and unchanged against `manifest` (file → sha256)."""
-    new = tuple(f for f in files if f.name not in manifest)
-    changed = tuple(f for f in files if f.name in manifest and manifest[f.name] != f.sha256)
-    unchanged = tuple(f for f in files if manifest.get(f.name) == f.sha256)
-    names = {f.name for f in files}
-    missing = tuple(sorted(n for n in manifest if n not in names))
+def diff_manifest(manifest: Manifest, files: Sequence[SourceFile]) -> ManifestDiff:
+    """Sort the folder's files into new, changed and unchanged against `manifest`."""
+    new = tuple(f for f in files if (f.name, f.source) not in manifest)
+    changed = tuple(f for f in files if manifest.get((f.name, f.source), f.sha256) != f.sha256)
+    unchanged = tuple(f for f in files if manifest.get((f.name, f.source)) == f.sha256)
+    present = {(f.name, f.source) for f in files}
+    missing = tuple(sorted({n for n, s in manifest if (n, s) not in present}))
     return ManifestDiff(new=new, changed=changed, unchanged=unchanged, missing=missing)
 
 
@@ -276,9 +303,11 @@ class RemovedRows:
 
 def remove_file(con: duckdb.DuckDBPyConnection, *, source: str, file: str) -> RemovedRows:
     """Remove every row (landed or quarantined) and the manifest row of an earlier version of `file`."""
-    kept = con.execute(f"DELETE FROM {raw_table(source)} WHERE _file = ?", [file]).fetchone()[0]
-    quarantined = con.execute("DELETE FROM raw.quarantine WHERE file = ?", [file]).fetchone()[0]
-    con.execute("DELETE FROM raw.manifest WHERE file = ?", [file])
+    with transaction(con):
+        kept = con.execute(f"DELETE FROM {raw_table(source)} WHERE _file = ?", [file]).fetchone()[0]
+        quarantined = con.execute("DELETE FROM raw.quarantine WHERE file = ? AND source = ?",
+                                  [file, source]).fetchone()[0]
+        con.execute("DELETE FROM raw.manifest WHERE file = ? AND source = ?", [file, source])
     return RemovedRows(file=file, kept=int(kept), quarantined=int(quarantined))
 
 
@@ -353,7 +382,7 @@ def land(con: duckdb.DuckDBPyConnection, result: Extracted, *, load_id: int, sha
                          fixed={"_file": result.file, "_load_id": load_id})
     quarantined = _insert_frame(con, rejects, table="raw.quarantine", columns=QUARANTINE_COLUMNS,
                                 fixed={"source": source.name, "file": result.file, "load_id": load_id})
-    con.execute("DELETE FROM raw.manifest WHERE file = ?", [result.file])
+    con.execute("DELETE FROM raw.manifest WHERE file = ? AND source = ?", [result.file, source.name])
     con.execute(
         f"INSERT INTO raw.manifest ({', '.join(q(n) for n, _ in MANIFEST_COLUMNS)}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -376,8 +405,11 @@ def _raw_json(source: Source, alias: str) -> str:
 def _move_to_quarantine(con: duckdb.DuckDBPyConnection, source: Source, *, moved: str, reason: str,
                         column_sql: str, value_sql: str, message_sql: str, load_id: int,
                         params: Sequence[object] = ()) -> int:
-    """Quarantine the rows of temp table `moved` (which has `_file`, `_line`, the contract columns and
-    whatever `*_sql` refer to), then delete them from raw.<source>. Returns the number moved."""
+    """Quarantine the rows of temp table `moved` (`_rowid`, `_file`, `_line`, the contract columns and
+    whatever `*_sql` refer to), then delete them from raw.<source>. Returns the number moved.
+
+    Call inside the `transaction(con)` that filled `moved`: rows are matched by `rowid`.
+    """
     n = con.execute(f"SELECT count(*) FROM {moved}").fetchone()[0]
     if not n:
         return 0
@@ -388,13 +420,10 @@ def _move_to_quarantine(con: duckdb.DuckDBPyConnection, source: Source, *, moved
         [source.name, reason, *params, load_id],
     )
     deleted = con.execute(
-        f"DELETE FROM {raw_table(source.name)} AS t USING {moved} AS m "
-        "WHERE t._file = m._file AND t._line = m._line"
+        f"DELETE FROM {raw_table(source.name)} AS t USING {moved} AS m WHERE t.rowid = m._rowid"
     ).fetchone()[0]
     if deleted != n:
-        raise CheckFailed(
-            f"raw.{source.name}: quarantined {n} rows but deleted {deleted}; expected (_file, _line) to be unique"
-        )
+        raise CheckFailed(f"raw.{source.name}: quarantined {n} rows but deleted {deleted}; expected the same")
     return int(n)
 
 
@@ -402,43 +431,47 @@ def resolve_duplicates(con: duckdb.DuckDBPyConnection, source: str, *, load_id: 
     """Apply the duplicate-key rule to the keys that rows of this load touch; return the rows superseded.
 
     The winner is the row of the most recently loaded file (highest load id, then the later file name in
-    load order, then the later line); every other row with the key goes to quarantine as `duplicate_key`.
+    load order, then the later line, then the later row produced from it); every other row with the key
+    goes to quarantine as `duplicate_key`. Only keys that repeat reach the window, so a load without
+    duplicates costs one semi-join and one aggregate.
     """
     src = SOURCES[source]
     keys = ", ".join(q(k) for k in src.key)
     key_desc = ", ".join(src.key)
     key_value = "concat_ws('|', " + ", ".join(f"CAST(m.{q(k)} AS VARCHAR)" for k in src.key) + ")"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _superseded AS
-        WITH touched AS (SELECT DISTINCT {keys} FROM {raw_table(source)} WHERE _load_id = ?),
-        repeated AS (
-            SELECT {keys} FROM {raw_table(source)} AS t SEMI JOIN touched USING ({keys})
-            GROUP BY {keys} HAVING count(*) > 1
-        ),
-        candidates AS (SELECT t.* FROM {raw_table(source)} AS t SEMI JOIN repeated USING ({keys})),
-        ranked AS (
-            SELECT *, row_number() OVER w AS _rank, first_value(_file) OVER w AS _winner_file,
-                   first_value(_line) OVER w AS _winner_line
-            FROM candidates
-            WINDOW w AS (PARTITION BY {keys} ORDER BY _load_id DESC, _file DESC, _line DESC)
-        )
-        SELECT * FROM ranked WHERE _rank > 1
-        """,
-        [load_id],
-    )
     message = (
         "printf('file %s, row %d: key %s = %s is also in file %s, row %d, which was loaded later and wins; "
         "expected one row per %s', m._file, m._line, ?, "
         f"{key_value}, m._winner_file, m._winner_line, ?)"
     )
-    try:
-        return _move_to_quarantine(
+    with transaction(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _superseded AS
+            WITH touched AS (SELECT DISTINCT {keys} FROM {raw_table(source)} WHERE _load_id = ?),
+            repeated AS (
+                SELECT {keys} FROM {raw_table(source)} AS t SEMI JOIN touched USING ({keys})
+                GROUP BY {keys} HAVING count(*) > 1
+            ),
+            candidates AS (
+                SELECT t.*, t.rowid AS _rowid FROM {raw_table(source)} AS t SEMI JOIN repeated USING ({keys})
+            ),
+            ranked AS (
+                SELECT *, row_number() OVER w AS _rank, first_value(_file) OVER w AS _winner_file,
+                       first_value(_line) OVER w AS _winner_line
+                FROM candidates
+                WINDOW w AS (PARTITION BY {keys} ORDER BY _load_id DESC, _file DESC, _line DESC, _rowid DESC)
+            )
+            SELECT * FROM ranked WHERE _rank > 1
+            """,
+            [load_id],
+        )
+        n = _move_to_quarantine(
             con, src, moved="_superseded", reason="duplicate_key", column_sql="CAST(NULL AS VARCHAR)",
             value_sql=key_value, message_sql=message, load_id=load_id, params=[key_desc, key_desc],
         )
-    finally:
-        con.execute("DROP TABLE IF EXISTS _superseded")
+        con.execute("DROP TABLE _superseded")
+    return n
 
 
 @dataclass(frozen=True)
@@ -496,24 +529,24 @@ def _quarantine_orphans(con: duckdb.DuckDBPyConnection, src: Source, column: str
         f"NOT EXISTS (SELECT 1 FROM {raw_table(t)} AS r WHERE r.{q(c)} = s.{q(column)})" for t, c in targets
     )
     scope = "" if full else "AND s._load_id = ?"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _orphans AS SELECT s.* FROM {raw_table(src.name)} AS s "
-        f"WHERE s.{q(column)} IS NOT NULL {scope} AND {absent}",
-        [] if full else [load_id],
-    )
     wanted = " or ".join(f"{t}.{c}" for t, c in targets)
     message = (
         "printf('file %s, row %d, column %s: %s is not in %s; expected a value present in %s', "
         f"m._file, m._line, ?, CAST(m.{q(column)} AS VARCHAR), ?, ?)"
     )
-    try:
-        return _move_to_quarantine(
+    with transaction(con):
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _orphans AS SELECT s.*, s.rowid AS _rowid FROM {raw_table(src.name)} AS s "
+            f"WHERE s.{q(column)} IS NOT NULL {scope} AND {absent}",
+            [] if full else [load_id],
+        )
+        n = _move_to_quarantine(
             con, src, moved="_orphans", reason="unknown_reference", column_sql="CAST(? AS VARCHAR)",
             value_sql=f"CAST(m.{q(column)} AS VARCHAR)", message_sql=message, load_id=load_id,
             params=[column, column, wanted, wanted],
         )
-    finally:
-        con.execute("DROP TABLE IF EXISTS _orphans")
+        con.execute("DROP TABLE _orphans")
+    return n
 
 
 # -- conservation and counts -----------------------------------------------------------------------------
@@ -538,32 +571,32 @@ def reconcile(con: duckdb.DuckDBPyConnection) -> list[FileCounts]:
     know is a violation too. Any violation is a bug, not bad data: CheckFailed names the files.
     """
     kept = " UNION ALL ".join(
-        f"SELECT _file AS file, count(*) AS kept, 0 AS quarantined FROM {raw_table(s)} GROUP BY _file"
+        f"SELECT _file AS file, '{s}' AS source, count(*) AS kept, 0 AS quarantined FROM {raw_table(s)} "
+        "GROUP BY _file"
         for s in LOAD_ORDER
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _counts AS
-        SELECT file, sum(kept)::BIGINT AS kept, sum(quarantined)::BIGINT AS quarantined FROM (
-            {kept}
-            UNION ALL SELECT file, 0, count(*) FROM raw.quarantine GROUP BY file
-        ) GROUP BY file
-        """
-    )
-    try:
+    with transaction(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _counts AS
+            SELECT file, source, sum(kept)::BIGINT AS kept, sum(quarantined)::BIGINT AS quarantined FROM (
+                {kept}
+                UNION ALL SELECT file, source, 0, count(*) FROM raw.quarantine GROUP BY file, source
+            ) GROUP BY file, source
+            """
+        )
         con.execute("UPDATE raw.manifest SET rows_kept = 0, rows_quarantined = 0")
         con.execute(
             "UPDATE raw.manifest SET rows_kept = c.kept, rows_quarantined = c.quarantined "
-            "FROM _counts AS c WHERE raw.manifest.file = c.file"
+            "FROM _counts AS c WHERE raw.manifest.file = c.file AND raw.manifest.source = c.source"
         )
         strays = con.execute(
-            "SELECT c.file, c.kept, c.quarantined FROM _counts AS c ANTI JOIN raw.manifest AS m USING (file) "
-            "ORDER BY c.file"
+            "SELECT c.file, c.source, c.kept, c.quarantined FROM _counts AS c "
+            "ANTI JOIN raw.manifest AS m USING (file, source) ORDER BY c.file"
         ).fetchall()
-    finally:
-        con.execute("DROP TABLE IF EXISTS _counts")
+        con.execute("DROP TABLE _counts")
     rows = con.execute(
-        "SELECT file, source, rows_read, rows_kept, rows_quarantined, load_id FROM raw.manifest ORDER BY file"
+        "SELECT file, source, rows_read, rows_kept, rows_quarantined, load_id FROM raw.manifest ORDER BY file, source"
     ).fetchall()
     counts = [FileCounts(*r) for r in rows]
     problems = [
@@ -571,8 +604,8 @@ def reconcile(con: duckdb.DuckDBPyConnection) -> list[FileCounts]:
         for c in counts
         if c.rows_kept + c.rows_quarantined != c.rows_read
     ]
-    problems += [f"file {f}: {k} rows kept and {qn} quarantined but the file is not in the manifest"
-                 for f, k, qn in strays]
+    problems += [f"file {f} ({src}): {k} rows kept and {qn} quarantined but the manifest does not know it"
+                 for f, src, k, qn in strays]
     if problems:
         raise CheckFailed(
             "conservation failed (expected rows read = rows kept + rows quarantined, per file): "

@@ -121,7 +121,7 @@ def load_mapping(path: str | Path) -> Mapping:
     sources = doc.get("sources")
     if not isinstance(sources, dict) or not sources:
         raise MappingError(f"{where}: [sources] is missing or empty (expected at least one [sources.<name>])")
-    con = duckdb.connect(config={"enable_external_access": False})
+    con = private_connection(files=False)
     try:
         parsed = {name: _source_mapping(name, body, where=where, con=con) for name, body in sources.items()}
     finally:
@@ -402,6 +402,16 @@ def _column_refs(node: Any) -> set[str]:
     return found
 
 
+def private_connection(*, files: bool) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection of our own: no progress bar on stderr, strings handed to Polars as
+    Arrow string views (no copy), and no file access at all when it only runs mapping expressions."""
+    con = duckdb.connect(config={} if files else {"enable_external_access": False})
+    con.sql("SET enable_progress_bar = false")
+    con.sql("SET produce_arrow_string_view = true")
+    con.sql("SET arrow_output_version = '1.5'")
+    return con
+
+
 # --- applying a mapping -----------------------------------------------------------------------------------
 
 
@@ -444,7 +454,7 @@ def map_rows(
                         ("_line", pl.col("__line"))):
         if name not in columns:  # a column of the file's own keeps its name
             inputs = inputs.with_columns(value.alias(name))
-    con = duckdb.connect(config={"enable_external_access": False})
+    con = private_connection(files=False)
     try:
         con.register("input", inputs.to_arrow())
         params: dict[str, Any] = {}

@@ -272,12 +272,12 @@ def extract_and_land(con: duckdb.DuckDBPyConnection, diff: ManifestDiff, *, load
     """
     from etl.extract import extract_file
 
-    changed = {f.name for f in diff.changed}
+    changed = {(f.name, f.source) for f in diff.changed}
     shrunk: set[str] = set()
     landed: list[tuple[SourceFile, str, tuple[str, ...]]] = []
     for f in diff.to_load:
         with steps.step(f"extract {f.name}") as counts:
-            if f.name in changed:
+            if (f.name, f.source) in changed:
                 removed = remove_file(con, source=f.source, file=f.name)
                 if removed.kept:
                     shrunk.add(f.source)
@@ -291,7 +291,7 @@ def extract_and_land(con: duckdb.DuckDBPyConnection, diff: ManifestDiff, *, load
                                  "once the file is complete")
             out = land(con, result, load_id=load_id, sha256=f.sha256, size_bytes=f.size_bytes)
             counts.update(read=out.rows_read, kept=out.rows_kept, rejected=out.rows_quarantined, written=out.rows_kept)
-        landed.append((f, "changed" if f.name in changed else "new", tuple(getattr(result, "warnings", ()))))
+        landed.append((f, "changed" if (f.name, f.source) in changed else "new", tuple(getattr(result, "warnings", ()))))
     return landed, shrunk
 
 
@@ -429,7 +429,7 @@ def _refresh_locked(settings: Settings, wh: Warehouse, source: Path, mapping: An
                     steps: _Steps, pause: Callable[[str], None], started: datetime, t0: float,
                     previous: str | None) -> RefreshResult:
     with steps.step("scan") as counts:
-        folder: Folder = scan_folder(source)
+        folder: Folder = scan_folder(source, mapping=mapping)
         counts.update(read=len(folder.files), note=f"{len(folder.ignored)} ignored"
                       + (f" ({', '.join(folder.ignored)})" if folder.ignored else ""))
     with steps.step("manifest") as counts:
@@ -467,11 +467,12 @@ def _refresh_locked(settings: Settings, wh: Warehouse, source: Path, mapping: An
         checks += build_models(con, settings=settings, engine=engine, steps=steps)
         pause("built")
 
-        files = _file_outcomes(con, landed)
+        files = _file_outcomes(con, landed, load_id=load_id)
         by_reason = quarantine_by_reason(con, load_id=load_id)
         earlier = con.execute(
-            "SELECT count(*) FROM raw.quarantine WHERE load_id = ? AND file NOT IN "
-            "(SELECT file FROM raw.manifest WHERE load_id = ?)", [load_id, load_id]
+            "SELECT count(*) FROM raw.quarantine AS q ANTI JOIN "
+            "(SELECT file, source FROM raw.manifest WHERE load_id = ?) AS m USING (file, source) "
+            "WHERE q.load_id = ?", [load_id, load_id]
         ).fetchone()[0]
         tables = table_rows(con)
         not_loaded = tuple(s for s in LOAD_ORDER if s not in loaded_sources(con))
@@ -493,24 +494,23 @@ def _refresh_locked(settings: Settings, wh: Warehouse, source: Path, mapping: An
     return dataclasses.replace(result, version=name, duration_s=time.monotonic() - t0, steps=tuple(steps.done))
 
 
-def _file_outcomes(con: duckdb.DuckDBPyConnection, landed: list[tuple[SourceFile, str, tuple[str, ...]]]
-                   ) -> list[FileOutcome]:
-    names = [f.name for f, _, _ in landed]
-    counts = {r[0]: r[1:] for r in con.execute(
-        "SELECT file, rows_read, rows_kept, rows_quarantined FROM raw.manifest WHERE list_contains(?, file)",
-        [names],
+def _file_outcomes(con: duckdb.DuckDBPyConnection, landed: list[tuple[SourceFile, str, tuple[str, ...]]], *,
+                   load_id: int) -> list[FileOutcome]:
+    counts = {(r[0], r[1]): r[2:] for r in con.execute(
+        "SELECT file, source, rows_read, rows_kept, rows_quarantined FROM raw.manifest WHERE load_id = ?",
+        [load_id],
     ).fetchall()}
-    reasons: dict[str, dict[str, int]] = {}
-    for file, why, n in con.execute(
-        "SELECT file, reason || coalesce(':' || \"column\", ''), count(*) FROM raw.quarantine "
-        "WHERE list_contains(?, file) GROUP BY ALL ORDER BY 1, 2", [names]
+    reasons: dict[tuple[str, str], dict[str, int]] = {}
+    for file, source, why, n in con.execute(
+        "SELECT q.file, q.source, q.reason || coalesce(':' || q.\"column\", ''), count(*) FROM raw.quarantine AS q "
+        "SEMI JOIN (SELECT file, source FROM raw.manifest WHERE load_id = ?) AS m USING (file, source) "
+        "GROUP BY ALL ORDER BY 1, 2, 3", [load_id]
     ).fetchall():
-        reasons.setdefault(file, {})[why] = int(n)
+        reasons.setdefault((file, source), {})[why] = int(n)
     out = []
     for f, change, warnings in landed:
-        read, kept, quarantined = counts[f.name]
+        read, kept, quarantined = counts[(f.name, f.source)]
         out.append(FileOutcome(file=f.name, source=f.source, change=change, rows_read=int(read),  # type: ignore[arg-type]
                                rows_kept=int(kept), rows_quarantined=int(quarantined),
-                               quarantined_by_reason=reasons.get(f.name, {}), warnings=warnings))
+                               quarantined_by_reason=reasons.get((f.name, f.source), {}), warnings=warnings))
     return out
-

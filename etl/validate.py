@@ -338,33 +338,75 @@ def convert_column(series: pl.Series, col: Column, *, fmt: str | None = None) ->
             return as_text(series).alias(name), passed.alias(name), None
         series = as_text(series)
     text = series.alias(name)
-    if col.dtype in ("string", "geometry"):
-        value = pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(name)
-        if col.dtype == "string":
-            return text, value, None
+    value = _empty_to_null(text)
+    if col.dtype == "string":
+        return text, value, None
+    if col.dtype == "geometry":
         return text, *_convert_geometry(value)
-    stripped = text.str.strip_chars()
-    stripped = pl.select(pl.when(stripped == "").then(None).otherwise(stripped)).to_series()
     if col.dtype == "int":
-        value = _to_int(stripped)
+        value = _retry_stripped(value, _to_int)
     elif col.dtype == "float":
-        value = stripped.cast(pl.Float64, strict=False)
-        value = pl.select(pl.when(value.is_finite()).then(value).otherwise(None)).to_series()
+        value = _retry_stripped(value, _to_float)
     elif col.dtype == "bool":
-        lowered = stripped.str.to_lowercase()
-        value = pl.select(
-            pl.when(lowered.is_in(list(TRUE_VALUES))).then(True)
-            .when(lowered.is_in(list(FALSE_VALUES))).then(False).otherwise(None)
-        ).to_series()
+        value = _retry_stripped(value, _to_bool)
     elif col.dtype == "date":
-        value = parse_dates(stripped, fmt=fmt)
+        value = _retry_stripped(value, lambda t: parse_dates(t, fmt=fmt))
     elif col.dtype == "timestamp":
-        value = parse_timestamps(stripped, fmt=fmt)
+        value = _retry_stripped(value, lambda t: parse_timestamps(t, fmt=fmt))
     else:  # pragma: no cover - DType is closed
         raise ValueError(f"unknown type {col.dtype}")
-    value = value.cast(target).alias(name)
-    failed = (stripped.is_not_null() & value.is_null()).alias(name)
-    return text, value, failed
+    converted = value.cast(target).alias(name)
+    if converted.null_count() == text.null_count():
+        return text, converted, None
+    failed = (converted.is_null() & text.is_not_null()).alias(name)
+    idx = failed.arg_true()
+    blank = text.gather(idx).str.strip_chars() == ""  # only spaces: empty, not a failure
+    if blank.any():
+        failed = failed.scatter(idx.filter(blank), False)
+    return text, converted, failed if failed.any() else None
+
+
+def _empty_to_null(text: pl.Series) -> pl.Series:
+    """Empty text is null (the CSV reader already does this; Parquet and mappings may not)."""
+    if not (text == "").any():
+        return text
+    return pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(text.name)
+
+
+def _retry_stripped(text: pl.Series, convert) -> pl.Series:
+    """Convert, then convert again with surrounding spaces removed only where the first try failed
+    (stripping every value would copy every string: most files have no spaces to strip)."""
+    value = convert(text)
+    failed = value.is_null() & text.is_not_null()
+    if failed.any():
+        idx = failed.arg_true()
+        retried = convert(_empty_to_null(text.gather(idx).str.strip_chars()))
+        value = value.scatter(idx, retried.cast(value.dtype))
+    return value
+
+
+def _to_float(text: pl.Series) -> pl.Series:
+    value = text.cast(pl.Float64, strict=False)
+    if value.is_infinite().any() or value.is_nan().any():
+        value = pl.select(pl.when(value.is_finite()).then(value).otherwise(None)).to_series()
+    return value
+
+
+_BOOL_SPELLINGS: dict[str, bool] = {
+    **{v: True for t in TRUE_VALUES for v in (t, t.upper(), t.title())},
+    **{v: False for f in FALSE_VALUES for v in (f, f.upper(), f.title())},
+}
+
+
+def _to_bool(text: pl.Series) -> pl.Series:
+    """Booleans from `TRUE_VALUES` / `FALSE_VALUES`, case-insensitive."""
+    value = text.replace_strict(_BOOL_SPELLINGS, default=None, return_dtype=pl.Boolean)
+    pending = value.is_null() & text.is_not_null()
+    if pending.any():
+        idx = pending.arg_true()
+        lowered = text.gather(idx).str.to_lowercase()
+        value = value.scatter(idx, lowered.replace_strict(_BOOL_SPELLINGS, default=None, return_dtype=pl.Boolean))
+    return value
 
 
 def _pass_through(series: pl.Series, col: Column) -> pl.Series | None:
@@ -428,10 +470,10 @@ def _to_int(text: pl.Series) -> pl.Series:
 def parse_dates(text: pl.Series, *, fmt: str | None = None) -> pl.Series:
     """Dates: ISO `YYYY-MM-DD`, or the mapping's strftime format."""
     if fmt is None:
-        return text.str.to_date("%Y-%m-%d", strict=False)
+        return text.str.to_date("%Y-%m-%d", strict=False, cache=False)
     if _has_time(fmt):
-        return _naive_utc(text.str.to_datetime(fmt, strict=False, time_unit="us")).dt.date()
-    return text.str.to_date(fmt, strict=False)
+        return _naive_utc(text.str.to_datetime(fmt, strict=False, time_unit="us", cache=False)).dt.date()
+    return text.str.to_date(fmt, strict=False, cache=False)
 
 
 def parse_timestamps(text: pl.Series, *, fmt: str | None = None) -> pl.Series:
@@ -439,11 +481,11 @@ def parse_timestamps(text: pl.Series, *, fmt: str | None = None) -> pl.Series:
     or the mapping's strftime format (an offset in it, `%z`, converts to UTC too)."""
     if fmt is not None:
         if _has_time(fmt):
-            return _naive_utc(text.str.to_datetime(fmt, strict=False, time_unit="us"))
-        return text.str.to_date(fmt, strict=False).cast(pl.Datetime("us"))
+            return _naive_utc(text.str.to_datetime(fmt, strict=False, time_unit="us", cache=False))
+        return text.str.to_date(fmt, strict=False, cache=False).cast(pl.Datetime("us"))
     first = text.drop_nulls().head(1)
     sep = " " if first.len() and first.str.slice(10, 1).item() == " " else "T"
-    value = text.str.to_datetime(f"%Y-%m-%d{sep}%H:%M:%S", strict=False, time_unit="us")
+    value = text.str.to_datetime(f"%Y-%m-%d{sep}%H:%M:%S", strict=False, time_unit="us", cache=False)
     value = _naive_utc(value)
     pending = value.is_null() & text.is_not_null()
     if pending.any():

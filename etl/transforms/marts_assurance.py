@@ -11,7 +11,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from etl.transforms.marts_customer import HOURS_PER_MONTH, attach, minutes_between, ratio
+from etl.transforms.marts_customer import HOURS_PER_MONTH, attach, count_if, minutes_between, ratio
 from etl.transforms.registry import Tables, model
 
 #: The look-back before `raised_at` in which a customer's usage decides whether the alarm affects them.
@@ -82,7 +82,7 @@ def alarm_customers(tables: Tables) -> ir.Table:
         ["alarm_id", "customer_id", "n_events_on_alarm_cells", "raised_at", "cleared_at", "is_open",
          "service_affecting", "duration_min"]
     ).aggregate(
-        n_events_7d=ev.count(where=ev.cell_id.notnull()),
+        n_events_7d=count_if(ev, ev.cell_id.notnull()),
         usage_revenue_7d=ev.amount.sum(),
     )
     hit = tot.filter(tot.n_events_on_alarm_cells * 2 > tot.n_events_7d)
@@ -132,7 +132,7 @@ def alarm_impact(tables: Tables) -> ir.Table:
     )
     cust_blk = ac.group_by("alarm_id").aggregate(
         n_customers_affected=ac.count(),
-        n_vip_affected=ac.count(where=ac.is_vip),
+        n_vip_affected=count_if(ac, ac.is_vip),
         usage_revenue_7d=ac.usage_revenue_7d.sum(),
         monthly_fee_total=ac.monthly_fee_total.sum(),
         revenue_per_hour_at_stake=ac.revenue_per_hour.sum(),

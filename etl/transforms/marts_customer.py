@@ -64,6 +64,12 @@ def ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
     return num.cast("float64") / den.cast("float64").nullif(0.0)
 
 
+def count_if(t: ir.Table, cond: ir.BooleanValue) -> ir.IntegerScalar:
+    """Rows of `t` where `cond` holds; a null condition counts as false on every engine (Spark's count with
+    a filter is a sum that would otherwise be null when every condition is null)."""
+    return t.count(where=cond.fill_null(False))
+
+
 def minutes_between(start: ir.TimestampValue, end: ir.TimestampValue) -> ir.FloatingValue:
     """Elapsed minutes from `start` to `end` (epoch arithmetic: the same on DuckDB and Spark)."""
     return (end.epoch_seconds() - start.epoch_seconds()).cast("float64") / 60.0
@@ -230,9 +236,9 @@ def customer_360(tables: Tables) -> ir.Table:
     active = subs.status == "active"
     sub_blk = subs.group_by("customer_id").aggregate(
         n_subscriptions=subs.count(),
-        n_active_subscriptions=subs.count(where=active),
-        n_prepaid_active=subs.count(where=active & (subs.payment_type == "prepaid")),
-        n_postpaid_active=subs.count(where=active & (subs.payment_type == "postpaid")),
+        n_active_subscriptions=count_if(subs, active),
+        n_prepaid_active=count_if(subs, active & (subs.payment_type == "prepaid")),
+        n_postpaid_active=count_if(subs, active & (subs.payment_type == "postpaid")),
         monthly_fee_total=subs.monthly_fee.sum(where=active),
         first_start_date=subs.start_date.min(),
         last_termination_date=subs.termination_date.max(),
@@ -278,15 +284,15 @@ def customer_360(tables: Tables) -> ir.Table:
         n_bills=bills.count(),
         amount_due_total=bills.amount_due.sum(),
         amount_unpaid=ibis.greatest(unpaid, 0.0).sum(),
-        n_unpaid_bills=bills.count(where=unpaid > 0),
+        n_unpaid_bills=count_if(bills, unpaid > 0),
         last_bill_date=bills.bill_date.max(),
     )
     tk_blk = tickets.group_by("customer_id").aggregate(
         n_tickets=tickets.count(),
-        n_open_tickets=tickets.count(where=tickets.resolved_at.isnull()
+        n_open_tickets=count_if(tickets, tickets.resolved_at.isnull()
                                      & tickets.status.isin(OPEN_TICKET_STATES)),
-        n_network_tickets=tickets.count(where=tickets.category.isin(NETWORK_TICKET_CATEGORIES)),
-        n_tickets_bad_outcome=tickets.count(where=tickets.resolution.isin(BAD_TICKET_OUTCOMES)),
+        n_network_tickets=count_if(tickets, tickets.category.isin(NETWORK_TICKET_CATEGORIES)),
+        n_tickets_bad_outcome=count_if(tickets, tickets.resolution.isin(BAD_TICKET_OUTCOMES)),
         last_ticket_at=tickets.created_at.max(),
     )
 
@@ -295,7 +301,7 @@ def customer_360(tables: Tables) -> ir.Table:
     pr = pr.cross_join(win)
     in_force = (pr.valid_from <= pr.as_of_date) & (pr.valid_to.isnull() | (pr.valid_to >= pr.as_of_date))
     promo_blk = pr.group_by("customer_id").aggregate(
-        n_active_promotions=pr.count(where=in_force),
+        n_active_promotions=count_if(pr, in_force),
         max_active_discount_pct=pr.discount.max(where=in_force),
         next_promotion_end_date=pr.valid_to.min(where=in_force),
     )
@@ -303,7 +309,7 @@ def customer_360(tables: Tables) -> ir.Table:
     # Alarms whose affected customers (marts.alarm_customers) include this one.
     alarm_blk = ac.group_by("customer_id").aggregate(
         n_alarms_affected=ac.count(),
-        n_outages=ac.count(where=ac.service_affecting),
+        n_outages=count_if(ac, ac.service_affecting),
         outage_minutes=ac.duration_min.sum(where=ac.service_affecting),
         last_alarm_at=ac.raised_at.max(),
     )
@@ -409,13 +415,13 @@ def churn_features(tables: Tables) -> ir.Table:
     act = s.termination_date.isnull() | (s.termination_date >= s.snapshot_date)
     horizon = s.snapshot_date + ibis.interval(days=LABEL_HORIZON_DAYS)
     pop = s.group_by(keys).aggregate(
-        n_active_subscriptions=s.count(where=act),
-        n_prepaid_active=s.count(where=act & (s.payment_type == "prepaid")),
-        n_postpaid_active=s.count(where=act & (s.payment_type == "postpaid")),
+        n_active_subscriptions=count_if(s, act),
+        n_prepaid_active=count_if(s, act & (s.payment_type == "prepaid")),
+        n_postpaid_active=count_if(s, act & (s.payment_type == "postpaid")),
         monthly_fee_total=s.monthly_fee.sum(where=act),
-        n_terminated_subscriptions=s.count(where=~act),
+        n_terminated_subscriptions=count_if(s, ~act),
         first_start_date=s.start_date.min(),
-        n_terminating=s.count(where=act & (s.termination_date < horizon)),
+        n_terminating=count_if(s, act & (s.termination_date < horizon)),
     )
     pop = pop.filter(pop.n_active_subscriptions > 0)
     ranked = s.filter(act).mutate(
@@ -472,10 +478,10 @@ def churn_features(tables: Tables) -> ir.Table:
     recent_tk = tk.created_at >= day_start(tk.snapshot_date - ibis.interval(days=LOOKBACK_DAYS))
     resolved_before = tk.resolved_at.notnull() & (tk.resolved_at < day_start(tk.snapshot_date))
     ticket_blk = tk.group_by(keys).aggregate(
-        n_tickets_28d=tk.count(where=recent_tk),
-        n_network_tickets_28d=tk.count(where=recent_tk & tk.category.isin(NETWORK_TICKET_CATEGORIES)),
-        n_billing_tickets_28d=tk.count(where=recent_tk & (tk.category == "billing")),
-        n_open_tickets=tk.count(where=~resolved_before),
+        n_tickets_28d=count_if(tk, recent_tk),
+        n_network_tickets_28d=count_if(tk, recent_tk & tk.category.isin(NETWORK_TICKET_CATEGORIES)),
+        n_billing_tickets_28d=count_if(tk, recent_tk & (tk.category == "billing")),
+        n_open_tickets=count_if(tk, ~resolved_before),
         n_tickets_bad_outcome_28d=tk.count(
             where=recent_tk & resolved_before & tk.resolution.isin(BAD_TICKET_OUTCOMES)),
     )
@@ -486,7 +492,7 @@ def churn_features(tables: Tables) -> ir.Table:
     overdue = (due < b.snapshot_date) & (owed > 0)
     bill_blk = b.group_by(keys).aggregate(
         n_bills=b.count(),
-        n_overdue_bills=b.count(where=overdue),
+        n_overdue_bills=count_if(b, overdue),
         overdue_amount=owed.sum(where=overdue),
     )
 

@@ -15,6 +15,7 @@ import ibis
 import ibis.expr.types as ir
 
 from etl.contracts import LOAD_ORDER, REASONS, SOURCES
+from etl.transforms.marts_customer import count_if
 from etl.transforms.registry import Tables, model
 
 #: How many examples a check lists.
@@ -145,7 +146,7 @@ def data_quality(tables: Tables) -> ir.Table:
     d = days.join(sub_info, days.customer_id == sub_info.s_customer_id, how="left")
     active_then = (d.s_start_date <= d.usage_date) & (
         d.s_termination_date.isnull() | (d.s_termination_date >= d.usage_date))
-    per_day = d.group_by(["customer_id", "usage_date"]).aggregate(n_active=d.count(where=active_then))
+    per_day = d.group_by(["customer_id", "usage_date"]).aggregate(n_active=count_if(d, active_then))
     orphan_days = per_day.filter(per_day.n_active == 0)
     orphan_customers = orphan_days.group_by("customer_id").aggregate(
         first_date=orphan_days.usage_date.min(), n_days=orphan_days.count())
