@@ -121,7 +121,7 @@ def test_land_writes_good_rows_rejects_and_manifest(con):
         ("sites", "sites.csv", 4, "bad_type", "latitude", 1)]
     assert rows(con, "SELECT file, source, sha256, rows_read, rows_kept, rows_quarantined, load_id "
                      "FROM raw.manifest") == [("sites.csv", "sites", "abc", 3, 2, 1, 1)]
-    assert read_manifest(con) == {"sites.csv": "abc"}
+    assert read_manifest(con) == {("sites.csv", "sites"): "abc"}
     assert loaded_sources(con) == {"sites"}
 
 
@@ -147,7 +147,8 @@ def test_manifest_diff_new_changed_unchanged_missing(tmp_path: Path):
     folder = scan_folder(tmp_path)
     assert [f.name for f in folder.files] == ["sites.csv", "cells.csv", "charging_20261101.csv"]
     assert folder.ignored == ("notes.txt", "truth.json")
-    manifest = {"sites.csv": sha256_file(tmp_path / "sites.csv"), "cells.csv": "old", "gone.csv": "x"}
+    manifest = {("sites.csv", "sites"): sha256_file(tmp_path / "sites.csv"), ("cells.csv", "cells"): "old",
+                ("gone.csv", "sites"): "x"}
     diff = diff_manifest(manifest, folder.files)
     assert [f.name for f in diff.unchanged] == ["sites.csv"]
     assert [f.name for f in diff.changed] == ["cells.csv"]
@@ -305,3 +306,34 @@ def test_types_land_as_declared(con):
         load_id=1)
     assert rows(con, "SELECT start_date, termination_date, monthly_fee FROM raw.subscriptions") == [
         (date(2025, 3, 1), None, 9.99)]
+
+
+def test_rows_a_mapping_produced_from_one_line_move_one_by_one(con):
+    """A mapping's `repeat` makes several rows of one input line: moves must not take a row's siblings."""
+    put(con, extract("sites", "sites.csv", [site("S1")]), load_id=1)
+    put(con, extract("cells", "cells.csv", [cell("C1", "S1")]), load_id=1)
+    k = {"period_start": datetime(2026, 11, 1, 10), "availability_pct": 100.0, "accessibility_pct": 99.0,
+         "drop_rate_pct": 0.5, "prb_utilisation_pct": 40.0, "traffic_volume_mb": 10.0}
+    ex = extract("kpi_hourly", "kpi_wide.csv", [{"cell_id": "C1"} | k, {"cell_id": "C9"} | k,
+                                                {"cell_id": "C1"} | k | {"traffic_volume_mb": 20.0}])
+    ex = Extract(ex.source, ex.file, ex.rows_read, ex.good.with_columns(pl.lit(2, pl.Int64).alias("_line")),
+                 ex.rejects)
+    put(con, ex, load_id=1)
+    assert resolve_duplicates(con, "kpi_hourly", load_id=1) == 1  # same line: the later row produced wins
+    assert rows(con, "SELECT cell_id, traffic_volume_mb FROM raw.kpi_hourly ORDER BY 1") == [
+        ("C1", 20.0), ("C9", 10.0)]
+    out = check_references(con, load_id=1, shrunk=set(), first_loaded={"sites", "cells", "kpi_hourly"})
+    assert out.moved == {"kpi_hourly.cell_id": 1}
+    assert rows(con, "SELECT cell_id FROM raw.kpi_hourly") == [("C1",)]
+    assert {c.file: (c.rows_kept, c.rows_quarantined) for c in reconcile(con)}["kpi_wide.csv"] == (1, 2)
+
+
+def test_one_file_may_feed_two_sources(con):
+    """With a mapping one export can feed several sources: the manifest knows it once per source."""
+    put(con, extract("sites", "network.csv", [site("S1")]), load_id=1, sha="n1")
+    put(con, extract("cells", "network.csv", [cell("C1", "S1"), cell("C2", "S1")]), load_id=1, sha="n1")
+    assert read_manifest(con) == {("network.csv", "sites"): "n1", ("network.csv", "cells"): "n1"}
+    assert [(c.source, c.rows_kept) for c in reconcile(con)] == [("cells", 2), ("sites", 1)]
+    removed = remove_file(con, source="cells", file="network.csv")
+    assert removed.kept == 2 and read_manifest(con) == {("network.csv", "sites"): "n1"}
+    assert rows(con, "SELECT count(*) FROM raw.sites") == [(1,)]
