@@ -123,15 +123,27 @@ def input_names() -> list[str]:
     return [f"staging.{s}" for s in LOAD_ORDER] + list(OTHER_TABLES)
 
 
+def _is_spark(con: ibis.BaseBackend) -> bool:
+    return con.name == "pyspark"
+
+
 def make_tables(con: ibis.BaseBackend, rows: Rows) -> dict[str, ir.Table]:
-    """Create every input table on `con` (those without rows empty) and return them by qualified name."""
+    """Create every input table on `con` (those without rows empty) and return them by qualified name.
+
+    On Spark the Arrow tables become temporary views directly (ibis' pandas route would turn empty
+    strings into "NaN").
+    """
     filled = complete(rows)
     unknown = set(filled) - set(input_names())
     assert not unknown, f"unknown tables in test rows: {sorted(unknown)}"
     tables = {}
     for name in input_names():
         tname = name.replace(".", "__")
-        con.create_table(tname, ibis.memtable(arrow_table(name, filled.get(name, []))), overwrite=True)
+        data = arrow_table(name, filled.get(name, []))
+        if _is_spark(con):
+            con._session.createDataFrame(data).createOrReplaceTempView(tname)
+        else:
+            con.create_table(tname, ibis.memtable(data), overwrite=True)
         tables[name] = con.table(tname)
     return tables
 
@@ -140,7 +152,6 @@ def build(con: ibis.BaseBackend, rows: Rows, *names: str) -> dict[str, list[dict
     """Build the named marts (and the marts they need, first) on `con`; return each one's rows as dicts."""
     models = load_models()
     tables = make_tables(con, rows)
-    done: list[str] = []
 
     def visit(name: str) -> None:
         if name in tables:
@@ -148,9 +159,12 @@ def build(con: ibis.BaseBackend, rows: Rows, *names: str) -> dict[str, list[dict
         for dep in models[name].depends_on:
             visit(dep)
         tname = name.replace(".", "__")
-        con.create_table(tname, models[name].build(tables), overwrite=True)
+        expr = models[name].build(tables)
+        if _is_spark(con):
+            con.create_view(tname, expr, overwrite=True)
+        else:
+            con.create_table(tname, expr, overwrite=True)
         tables[name] = con.table(tname)
-        done.append(name)
 
     for name in names:
         visit(name)
@@ -263,3 +277,115 @@ def assert_row(actual: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
         if not ok:
             wrong[k] = (got, want)
     assert not wrong, f"(got, expected) per column: {wrong}"
+
+
+def quarantine_row(source: str, reason: str, column: str | None, line: int, *, file: str | None = None,
+                   value: str | None = None) -> dict[str, Any]:
+    """A raw.quarantine row whose message names the file, row, reason and column."""
+    file = file or f"{source}_20260305.csv"
+    return {"source": source, "file": file, "line": line, "reason": reason, "column": column, "value": value,
+            "message": f"{file} row {line}: {reason} {column or ''}".strip(), "raw": "{}", "load_id": 1}
+
+
+def quality_rows() -> Rows:
+    """The base operator plus exactly one or two planted problems of each kind."""
+    rows = base_rows()
+    rows["raw.quarantine"] = [
+        quarantine_row("charging", "unknown_reference", "cell_id", 5, value="CX"),
+        quarantine_row("charging", "unknown_reference", "cell_id", 3, value="CY"),
+        quarantine_row("charging", "malformed_row", None, 7),
+        quarantine_row("charging", "duplicate_key", "usage_id", 9, value="U01"),  # the check name carries no column
+        quarantine_row("charging", "out_of_range", "amount", 11, value="-3"),
+        quarantine_row("charging", "out_of_range", "amount", 12, value="5000"),
+        quarantine_row("subscriptions", "unknown_reference", "customer_id", 2, file="subscriptions.csv", value="K9"),
+    ]
+    rows["staging.customers"].append({"customer_id": "K5", "status": "terminated", "home_zone_id": "Z2"})
+    rows["staging.subscriptions"] += [
+        # SUB1 is "+44 7700 900001": three active holders of that number (2 extra), one terminated one.
+        {"subscription_id": "SUB6", "customer_id": "K2", "msisdn": "+447700900001"},
+        {"subscription_id": "SUB7", "customer_id": "K3", "msisdn": "+44-7700-900001"},
+        {"subscription_id": "SUB8", "customer_id": "K3", "msisdn": "+447700900001", "status": "terminated",
+         "termination_date": d("2026-02-01")},
+        {"subscription_id": "SUB9", "customer_id": "K5", "msisdn": "+447700900099"},
+    ]
+    rows["staging.cells"].append({"cell_id": "C5", "site_id": "S9", "zone_id": None, "status": "planned"})
+    rows["staging.charging"] += [
+        {"usage_id": "U30", "subscription_id": "SUB1", "usage_at": ts("2026-03-06 11:00"), "cell_id": "C4"},
+        {"usage_id": "U31", "subscription_id": "SUB5", "usage_at": ts("2026-03-21 11:00"), "cell_id": "C1"},
+        {"usage_id": "U32", "subscription_id": "SUB3", "usage_at": ts("2026-03-06 11:00"), "cell_id": "C3",
+         "payment_type": "prepaid"},
+    ]
+    rows["staging.kpi_hourly"].append({"cell_id": "C4", "period_start": ts("2026-03-06 10:00")})
+    rows["staging.topups"] = [
+        {"topup_id": "T1", "subscription_id": "SUB1", "topup_at": ts("2026-03-02 09:00")},
+        {"topup_id": "T2", "subscription_id": "SUB2", "topup_at": ts("2026-03-03 09:00")},
+    ]
+    rows["staging.tickets"] = [
+        {"ticket_id": "TK1", "customer_id": "K1", "subscription_id": "SUB1", "created_at": ts("2026-03-08 08:00")},
+        {"ticket_id": "TK2", "customer_id": "K2", "subscription_id": "SUB1", "created_at": ts("2026-03-08 09:00")},
+        {"ticket_id": "TK3", "customer_id": "K2", "subscription_id": None, "created_at": ts("2026-03-08 10:00")},
+    ]
+    return rows
+
+
+def churn_rows() -> Rows:
+    """Four weeks of data, 2026-03-01 .. 2026-03-28: snapshots 03-08, 03-15, 03-22 and 03-29.
+
+    K1 holds SUB1 (prepaid, since 2025) and SUB2 (postpaid, from 03-10); K2's SUB3 terminates 03-25; K3's
+    SUB4 starts 03-20. Alarm A1 on C1 (raised 03-12 12:00, two hours) affects K1, whose only cell event in
+    the 7 days before was on C1.
+    """
+    base = base_rows()
+    return {
+        "staging.sites": base["staging.sites"],
+        "staging.cells": base["staging.cells"],
+        "staging.customers": base["staging.customers"][:3],
+        "staging.subscriptions": [
+            {"subscription_id": "SUB1", "customer_id": "K1", "msisdn": "+447700900001", "monthly_fee": 10.0,
+             "start_date": d("2025-01-01")},
+            {"subscription_id": "SUB2", "customer_id": "K1", "msisdn": "+447700900002", "monthly_fee": 20.0,
+             "payment_type": "postpaid", "product_offering": "Max", "start_date": d("2026-03-10")},
+            {"subscription_id": "SUB3", "customer_id": "K2", "msisdn": "+447700900003", "monthly_fee": 30.0,
+             "payment_type": "postpaid", "start_date": d("2024-01-01"), "termination_date": d("2026-03-25"),
+             "status": "terminated"},
+            {"subscription_id": "SUB4", "customer_id": "K3", "msisdn": "+447700900004", "monthly_fee": 5.0,
+             "start_date": d("2026-03-20")},
+        ],
+        "staging.charging": [
+            {"usage_id": "U1", "subscription_id": "SUB1", "usage_at": ts("2026-03-01 13:00"), "cell_id": "C1"},
+            {"usage_id": "U2", "subscription_id": "SUB1", "usage_at": ts("2026-03-05 13:00"), "cell_id": "C1",
+             "amount": 2.0},
+            {"usage_id": "U3", "subscription_id": "SUB2", "usage_at": ts("2026-03-14 13:00"), "cell_id": "C2",
+             "amount": 4.0},
+            {"usage_id": "U4", "subscription_id": "SUB1", "usage_at": ts("2026-03-21 13:00"), "cell_id": "C1"},
+            {"usage_id": "U5", "subscription_id": "SUB2", "usage_at": ts("2026-03-28 13:00"), "cell_id": "C2",
+             "amount": 3.0},
+            {"usage_id": "U6", "subscription_id": "SUB3", "usage_at": ts("2026-03-02 13:00"), "cell_id": "C2",
+             "amount": 2.0},
+        ],
+        "staging.kpi_hourly": [
+            {"cell_id": "C1", "period_start": ts("2026-03-05 13:00"), "availability_pct": 90.0,
+             "drop_rate_pct": 2.0},
+        ],
+        "staging.topups": [
+            {"topup_id": f"T{i}", "subscription_id": "SUB1", "topup_at": ts(f"2026-03-{day:02d} 10:00")}
+            for i, day in enumerate((2, 9, 16), start=1)
+        ],
+        "staging.tickets": [
+            {"ticket_id": "TK1", "customer_id": "K1", "created_at": ts("2026-03-10 09:00"),
+             "resolved_at": ts("2026-03-16 09:00"), "category": "network_quality", "resolution": "unresolved"},
+        ],
+        "staging.bills": [
+            {"bill_id": "B1", "customer_id": "K2", "bill_date": d("2026-03-05"), "billing_period_start": d("2026-02-01"),
+             "billing_period_end": d("2026-02-28"), "payment_due_date": d("2026-03-12"), "amount_due": 30.0,
+             "amount_paid": 0.0},
+        ],
+        "staging.promotions": [
+            {"promotion_id": "P1", "subscription_id": "SUB1", "valid_from": d("2026-02-01"),
+             "valid_to": d("2026-03-31"), "discount": 20.0},
+        ],
+        "staging.alarms": [
+            {"alarm_id": "A1", "alarmed_object_id": "C1", "alarmed_object_type": "cell",
+             "raised_at": ts("2026-03-12 12:00"), "cleared_at": ts("2026-03-12 14:00")},
+        ],
+    }

@@ -23,71 +23,8 @@ def con():
     c.disconnect()
 
 
-def churn_rows() -> td.Rows:
-    """Four weeks of data, 2026-03-01 .. 2026-03-28: snapshots 03-08, 03-15, 03-22 and 03-29.
-
-    K1 holds SUB1 (prepaid, since 2025) and SUB2 (postpaid, from 03-10); K2's SUB3 terminates 03-25; K3's
-    SUB4 starts 03-20. Alarm A1 on C1 (raised 03-12 12:00, two hours) affects K1, whose only cell event in
-    the 7 days before was on C1.
-    """
-    base = td.base_rows()
-    return {
-        "staging.sites": base["staging.sites"],
-        "staging.cells": base["staging.cells"],
-        "staging.customers": base["staging.customers"][:3],
-        "staging.subscriptions": [
-            {"subscription_id": "SUB1", "customer_id": "K1", "msisdn": "+447700900001", "monthly_fee": 10.0,
-             "start_date": d("2025-01-01")},
-            {"subscription_id": "SUB2", "customer_id": "K1", "msisdn": "+447700900002", "monthly_fee": 20.0,
-             "payment_type": "postpaid", "product_offering": "Max", "start_date": d("2026-03-10")},
-            {"subscription_id": "SUB3", "customer_id": "K2", "msisdn": "+447700900003", "monthly_fee": 30.0,
-             "payment_type": "postpaid", "start_date": d("2024-01-01"), "termination_date": d("2026-03-25"),
-             "status": "terminated"},
-            {"subscription_id": "SUB4", "customer_id": "K3", "msisdn": "+447700900004", "monthly_fee": 5.0,
-             "start_date": d("2026-03-20")},
-        ],
-        "staging.charging": [
-            {"usage_id": "U1", "subscription_id": "SUB1", "usage_at": ts("2026-03-01 13:00"), "cell_id": "C1"},
-            {"usage_id": "U2", "subscription_id": "SUB1", "usage_at": ts("2026-03-05 13:00"), "cell_id": "C1",
-             "amount": 2.0},
-            {"usage_id": "U3", "subscription_id": "SUB2", "usage_at": ts("2026-03-14 13:00"), "cell_id": "C2",
-             "amount": 4.0},
-            {"usage_id": "U4", "subscription_id": "SUB1", "usage_at": ts("2026-03-21 13:00"), "cell_id": "C1"},
-            {"usage_id": "U5", "subscription_id": "SUB2", "usage_at": ts("2026-03-28 13:00"), "cell_id": "C2",
-             "amount": 3.0},
-            {"usage_id": "U6", "subscription_id": "SUB3", "usage_at": ts("2026-03-02 13:00"), "cell_id": "C2",
-             "amount": 2.0},
-        ],
-        "staging.kpi_hourly": [
-            {"cell_id": "C1", "period_start": ts("2026-03-05 13:00"), "availability_pct": 90.0,
-             "drop_rate_pct": 2.0},
-        ],
-        "staging.topups": [
-            {"topup_id": f"T{i}", "subscription_id": "SUB1", "topup_at": ts(f"2026-03-{day:02d} 10:00")}
-            for i, day in enumerate((2, 9, 16), start=1)
-        ],
-        "staging.tickets": [
-            {"ticket_id": "TK1", "customer_id": "K1", "created_at": ts("2026-03-10 09:00"),
-             "resolved_at": ts("2026-03-16 09:00"), "category": "network_quality", "resolution": "unresolved"},
-        ],
-        "staging.bills": [
-            {"bill_id": "B1", "customer_id": "K2", "bill_date": d("2026-03-05"), "billing_period_start": d("2026-02-01"),
-             "billing_period_end": d("2026-02-28"), "payment_due_date": d("2026-03-12"), "amount_due": 30.0,
-             "amount_paid": 0.0},
-        ],
-        "staging.promotions": [
-            {"promotion_id": "P1", "subscription_id": "SUB1", "valid_from": d("2026-02-01"),
-             "valid_to": d("2026-03-31"), "discount": 20.0},
-        ],
-        "staging.alarms": [
-            {"alarm_id": "A1", "alarmed_object_id": "C1", "alarmed_object_type": "cell",
-             "raised_at": ts("2026-03-12 12:00"), "cleared_at": ts("2026-03-12 14:00")},
-        ],
-    }
-
-
 def test_snapshots_and_population(con):
-    out = td.build(con, churn_rows(), CF)[CF]
+    out = td.build(con, td.churn_rows(), CF)[CF]
     keys = {(r["customer_id"], r["snapshot_date"]) for r in out}
     snaps = [d(x) for x in ("2026-03-08", "2026-03-15", "2026-03-22", "2026-03-29")]
     # K2 is gone by 03-29 (terminated 03-25); K3 arrives with SUB4 on 03-20.
@@ -100,7 +37,7 @@ def test_snapshots_and_population(con):
 
 
 def test_features_of_one_snapshot(con):
-    out = td.by_key(td.build(con, churn_rows(), CF)[CF], "customer_id", "snapshot_date")
+    out = td.by_key(td.build(con, td.churn_rows(), CF)[CF], "customer_id", "snapshot_date")
     td.assert_row(out[("K1", d("2026-03-15"))], {
         "customer_id": "K1", "snapshot_date": d("2026-03-15"), "history_days": 14, "label_observed_days": 14,
         "segment": "vip", "home_zone_id": "Z1",
@@ -137,8 +74,8 @@ def _drop_labels(row: dict) -> dict:
 
 
 def test_events_on_or_after_the_snapshot_never_change_its_features(con):
-    before = td.by_key(td.build(con, churn_rows(), CF)[CF], "customer_id", "snapshot_date")
-    rows = churn_rows()
+    before = td.by_key(td.build(con, td.churn_rows(), CF)[CF], "customer_id", "snapshot_date")
+    rows = td.churn_rows()
     snap = d("2026-03-15")
     # Everything below happens on the snapshot date or later (the loaded window still ends 03-28).
     rows["staging.charging"] += [
@@ -171,8 +108,8 @@ def test_events_on_or_after_the_snapshot_never_change_its_features(con):
 
 
 def test_data_arriving_later_only_extends_the_labels(con):
-    before = td.by_key(td.build(con, churn_rows(), CF)[CF], "customer_id", "snapshot_date")
-    rows = churn_rows()
+    before = td.by_key(td.build(con, td.churn_rows(), CF)[CF], "customer_id", "snapshot_date")
+    rows = td.churn_rows()
     rows["staging.charging"].append(
         {"usage_id": "U9", "subscription_id": "SUB1", "usage_at": ts("2026-04-04 13:00"), "cell_id": "C1"})
     after = td.by_key(td.build(con, rows, CF)[CF], "customer_id", "snapshot_date")
@@ -183,7 +120,7 @@ def test_data_arriving_later_only_extends_the_labels(con):
 
 
 def test_label_counts_terminations_within_30_days_only(con):
-    rows = churn_rows()
+    rows = td.churn_rows()
     rows["staging.subscriptions"][2]["termination_date"] = d("2026-04-14")  # 30 days after 03-15
     out = td.by_key(td.build(con, rows, CF)[CF], "customer_id", "snapshot_date")
     assert out[("K2", d("2026-03-15"))]["label_churn_30d"] is False
@@ -191,14 +128,14 @@ def test_label_counts_terminations_within_30_days_only(con):
 
 
 def test_only_subscriptions_loaded(con):
-    rows = churn_rows()
+    rows = td.churn_rows()
     out = td.build(con, {"staging.subscriptions": rows["staging.subscriptions"]}, CF)[CF]
     # No event source: no loaded window, so no snapshot.
     assert out == []
 
 
 def test_bss_only_still_builds(con):
-    rows = churn_rows()
+    rows = td.churn_rows()
     for name in ("staging.kpi_hourly", "staging.alarms", "staging.cells", "staging.sites"):
         del rows[name]
     out = td.by_key(td.build(con, rows, CF)[CF], "customer_id", "snapshot_date")

@@ -26,55 +26,8 @@ def con():
     c.disconnect()
 
 
-def _q(source, reason, column, line, *, file=None, value=None):
-    file = file or f"{source}_20260305.csv"
-    return {"source": source, "file": file, "line": line, "reason": reason, "column": column, "value": value,
-            "message": f"{file} row {line}: {reason} {column or ''}".strip(), "raw": "{}", "load_id": 1}
-
-
-def quality_rows() -> td.Rows:
-    """The base operator plus exactly one or two planted problems of each kind."""
-    rows = td.base_rows()
-    rows["raw.quarantine"] = [
-        _q("charging", "unknown_reference", "cell_id", 5, value="CX"),
-        _q("charging", "unknown_reference", "cell_id", 3, value="CY"),
-        _q("charging", "malformed_row", None, 7),
-        _q("charging", "duplicate_key", "usage_id", 9, value="U01"),  # the check name carries no column
-        _q("charging", "out_of_range", "amount", 11, value="-3"),
-        _q("charging", "out_of_range", "amount", 12, value="5000"),
-        _q("subscriptions", "unknown_reference", "customer_id", 2, file="subscriptions.csv", value="K9"),
-    ]
-    rows["staging.customers"].append({"customer_id": "K5", "status": "terminated", "home_zone_id": "Z2"})
-    rows["staging.subscriptions"] += [
-        # SUB1 is "+44 7700 900001": three active holders of that number (2 extra), one terminated one.
-        {"subscription_id": "SUB6", "customer_id": "K2", "msisdn": "+447700900001"},
-        {"subscription_id": "SUB7", "customer_id": "K3", "msisdn": "+44-7700-900001"},
-        {"subscription_id": "SUB8", "customer_id": "K3", "msisdn": "+447700900001", "status": "terminated",
-         "termination_date": d("2026-02-01")},
-        {"subscription_id": "SUB9", "customer_id": "K5", "msisdn": "+447700900099"},
-    ]
-    rows["staging.cells"].append({"cell_id": "C5", "site_id": "S9", "zone_id": None, "status": "planned"})
-    rows["staging.charging"] += [
-        {"usage_id": "U30", "subscription_id": "SUB1", "usage_at": ts("2026-03-06 11:00"), "cell_id": "C4"},
-        {"usage_id": "U31", "subscription_id": "SUB5", "usage_at": ts("2026-03-21 11:00"), "cell_id": "C1"},
-        {"usage_id": "U32", "subscription_id": "SUB3", "usage_at": ts("2026-03-06 11:00"), "cell_id": "C3",
-         "payment_type": "prepaid"},
-    ]
-    rows["staging.kpi_hourly"].append({"cell_id": "C4", "period_start": ts("2026-03-06 10:00")})
-    rows["staging.topups"] = [
-        {"topup_id": "T1", "subscription_id": "SUB1", "topup_at": ts("2026-03-02 09:00")},
-        {"topup_id": "T2", "subscription_id": "SUB2", "topup_at": ts("2026-03-03 09:00")},
-    ]
-    rows["staging.tickets"] = [
-        {"ticket_id": "TK1", "customer_id": "K1", "subscription_id": "SUB1", "created_at": ts("2026-03-08 08:00")},
-        {"ticket_id": "TK2", "customer_id": "K2", "subscription_id": "SUB1", "created_at": ts("2026-03-08 09:00")},
-        {"ticket_id": "TK3", "customer_id": "K2", "subscription_id": None, "created_at": ts("2026-03-08 10:00")},
-    ]
-    return rows
-
-
 def test_every_check_counted_exactly(con):
-    out = td.by_key(td.build(con, quality_rows(), DQ)[DQ], "check")
+    out = td.by_key(td.build(con, td.quality_rows(), DQ)[DQ], "check")
     counts = {k: v["n"] for k, v in out.items()}
     assert counts == {
         "quarantine:charging:unknown_reference:cell_id": 2,
@@ -109,7 +62,7 @@ def test_every_check_counted_exactly(con):
 
 
 def test_examples(con):
-    out = td.by_key(td.build(con, quality_rows(), DQ)[DQ], "check")
+    out = td.by_key(td.build(con, td.quality_rows(), DQ)[DQ], "check")
     ex = {k: v["examples"] for k, v in out.items()}
     assert ex["quarantine:charging:unknown_reference:cell_id"] == [
         "charging_20260305.csv row 3: unknown_reference cell_id", "charging_20260305.csv row 5: unknown_reference cell_id"]
@@ -124,8 +77,8 @@ def test_examples(con):
 
 
 def test_examples_are_limited_to_five(con):
-    rows = quality_rows()
-    rows["raw.quarantine"] += [_q("topups", "bad_type", "topup_at", 100 + i) for i in range(8)]
+    rows = td.quality_rows()
+    rows["raw.quarantine"] += [td.quarantine_row("topups", "bad_type", "topup_at", 100 + i) for i in range(8)]
     out = td.by_key(td.build(con, rows, DQ)[DQ], "check")
     check = out["quarantine:topups:bad_type:topup_at"]
     assert check["n"] == 8 and len(check["examples"]) == 5
@@ -160,7 +113,7 @@ def test_freshness(con):
         {"file": "subscriptions.csv", "source": "subscriptions", "rows_read": 6, "load_id": 1,
          "loaded_at": ts("2026-03-11 02:00")},
     ]
-    rows["raw.quarantine"] = [_q("charging", "bad_type", "usage_at", 4), _q("subscriptions", "bad_type",
+    rows["raw.quarantine"] = [td.quarantine_row("charging", "bad_type", "usage_at", 4), td.quarantine_row("subscriptions", "bad_type",
                                                                               "start_date", 2)]
     out = td.by_key(td.build(con, rows, FR)[FR], "source")
     assert list(out) == list(LOAD_ORDER) or set(out) == set(LOAD_ORDER)
