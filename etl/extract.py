@@ -493,9 +493,9 @@ def _duckdb_records(
     first_data = options.skip + header_lines + 1
     data_lines = (blank.slice(first_data - 1).not_().arg_true() + first_data).cast(pl.Int64)
     reject_lines = errors.get_column("line").cast(pl.Int64)
-    if data_lines.len() != frame.height + errors.height or not reject_lines.is_in(data_lines).all():
+    if data_lines.len() != frame.height + errors.height or not reject_lines.is_in(data_lines.implode()).all():
         return None
-    good_lines = data_lines.filter(~data_lines.is_in(reject_lines)) if errors.height else data_lines
+    good_lines = data_lines.filter(~data_lines.is_in(reject_lines.implode())) if errors.height else data_lines
     frame = frame.with_columns(good_lines.alias("_line"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     malformed = _describe_duckdb_rejects(errors, file=file, options=options, ncols=len(columns))
     return frame, malformed, data_lines.len()
