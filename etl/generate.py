@@ -25,7 +25,7 @@ import polars as pl
 import shapely
 
 from etl.errors import UsageError
-from etl.generate_io import AppendingCsv, write_geojson
+from etl.generate_io import AppendingCsv, iso_dates, write_geojson
 from etl.generate_sim import AFFECTED_RULE, DAY_S, NO_END, Simulation, _dt, _ids, _pick
 from etl.generate_world import (
     FIRST_NAMES, LAST_NAMES, OFFERINGS, PAYMENT, SEGMENTS, STREETS, Base, City, Network, build_base, build_city,
@@ -117,7 +117,7 @@ def _write_zones(out: Path, city: City) -> int:
 def _write_sites(out: Path, sim: Simulation) -> int:
     net = sim.net
     lon, lat = km_to_lonlat(net.site_x, net.site_y)
-    commissioned = _dt(sim.start_epoch, net.site_commissioned_day * DAY_S + 10 * 3600)
+    commissioned = _dt(sim.start, net.site_commissioned_day * DAY_S + 10 * 3600)
     df = pl.DataFrame({
         "site_id": pl.Series(net.site_ids.tolist(), dtype=pl.String),
         "name": pl.Series(net.site_names.tolist(), dtype=pl.String),
@@ -183,13 +183,13 @@ def _write_customers(out: Path, sim: Simulation, sub_status: np.ndarray) -> int:
         name=pl.when(pl.Series(has_name)).then(pl.col("f") + " " + pl.col("la")),
         segment=_pick(SEGMENTS, b.cust_segment),
         status=_pick(("active", "suspended", "terminated"), best),
-        created_at=_dt(sim.start_epoch, b.cust_created_s),
+        created_at=_dt(sim.start, b.cust_created_s),
         home_latitude=pl.Series(np.round(lat, 6)),
         home_longitude=pl.Series(np.round(lon, 6)),
         address=pl.col("st") + " " + pl.col("num").cast(pl.String) + ", " + pl.col("zone"),
         email=pl.when(pl.Series(has_email)).then(
             pl.col("fe") + "." + pl.col("le") + pl.col("k").cast(pl.String) + "@example.com"),
-        birth_date=pl.Series(birth.astype(np.int32)).cast(pl.Date),
+        birth_date=iso_dates(date(1970, 1, 1), birth),
     )
     AppendingCsv(out / "customers.csv").append(df)
     return df.height
@@ -204,7 +204,7 @@ def _write_subscriptions(out: Path, sim: Simulation, sub_status: np.ndarray) -> 
     n_dup = min(len(active), max(3, round(RATE_DUPLICATE_MSISDN * m)))
     n_unknown = max(3, round(RATE_UNKNOWN_CUSTOMER * m))
     targets = np.sort(rng.choice(active, size=n_dup, replace=False))
-    active_customers = np.unique(b.sub_cust[active])
+    active_customers = np.flatnonzero(np.bincount(b.sub_cust[active], minlength=sim.n_cust) > 0)
     k = n_dup + n_unknown
     p_cust = np.concatenate([rng.choice(active_customers, size=n_dup), sim.n_cust + np.arange(n_unknown)])
     p_offer = rng.integers(0, len(OFFERINGS), k)
@@ -213,14 +213,13 @@ def _write_subscriptions(out: Path, sim: Simulation, sub_status: np.ndarray) -> 
 
     cust = np.concatenate([b.sub_cust, p_cust]).astype(np.int64)
     offer = np.concatenate([b.sub_offer, p_offer]).astype(np.int64)
-    pay = np.array([OFFERINGS[o].payment_type == "postpaid" for o in offer], dtype=np.int8)
-    fee = np.concatenate([b.sub_fee, [OFFERINGS[o].fee for o in p_offer]])
+    pay = np.array([o.payment_type == "postpaid" for o in OFFERINGS], dtype=np.int8)[offer]
+    fee = np.concatenate([b.sub_fee, np.array([o.fee for o in OFFERINGS])[p_offer]])
     start = np.concatenate([b.sub_start_day, p_start]).astype(np.int64)
     end = np.concatenate([sim.end_day, np.full(k, NO_END)]).astype(np.int64)
     status = np.concatenate([sub_status, np.zeros(k, np.int8)])
     reason = np.concatenate([np.where(status[:m] == 2, sim.reason, 0), np.zeros(k, np.int8)]).astype(np.int64)
     msisdn = np.concatenate([b.sub_msisdn, p_msisdn])
-    start_ord = (sim.start - date(1970, 1, 1)).days
     cust_ids = _ids("CU", cust + 1, sim.cust_w)
     df = pl.DataFrame({
         "subscription_id": _ids("S", np.arange(1, m + k + 1), sim.sub_w),
@@ -229,9 +228,9 @@ def _write_subscriptions(out: Path, sim: Simulation, sub_status: np.ndarray) -> 
         "product_offering": _pick(tuple(o.name for o in OFFERINGS), offer),
         "payment_type": _pick(PAYMENT, pay),
         "status": _pick(("active", "suspended", "terminated"), status),
-        "start_date": pl.Series((start_ord + start).astype(np.int32)).cast(pl.Date),
-        "termination_date": pl.Series((start_ord + np.where(end == NO_END, 0, end)).astype(np.int32)).cast(
-            pl.Date).scatter(np.flatnonzero(end == NO_END), None),
+        "start_date": iso_dates(sim.start, start),
+        "termination_date": iso_dates(sim.start, np.where(end == NO_END, 0, end)).scatter(
+            np.flatnonzero(end == NO_END), None),
         "monthly_fee": pl.Series(np.round(fee, 2)),
         "currency": pl.Series(["EUR"] * (m + k), dtype=pl.String),
         "termination_reason": _pick(REASONS, reason),
@@ -248,16 +247,14 @@ def _write_subscriptions(out: Path, sim: Simulation, sub_status: np.ndarray) -> 
 
 def _write_promotions(out: Path, sim: Simulation) -> int:
     b = sim.base
-    start_ord = (sim.start - date(1970, 1, 1)).days
     k = len(b.promo_sub)
     to = b.promo_to_day.astype(np.int64)
     df = pl.DataFrame({
         "promotion_id": _ids("P", np.arange(1, k + 1), max(6, len(str(k)))),
         "subscription_id": sim.sub_id_series.gather(pl.Series(b.promo_sub.astype(np.int64))),
         "promotion_type": pl.Series(b.promo_type.tolist(), dtype=pl.String),
-        "valid_from": pl.Series((start_ord + b.promo_from_day).astype(np.int32)).cast(pl.Date),
-        "valid_to": pl.Series((start_ord + np.where(to == NO_END, 0, to)).astype(np.int32)).cast(pl.Date).scatter(
-            np.flatnonzero(to == NO_END), None),
+        "valid_from": iso_dates(sim.start, b.promo_from_day),
+        "valid_to": iso_dates(sim.start, np.where(to == NO_END, 0, to)).scatter(np.flatnonzero(to == NO_END), None),
         "discount": pl.Series(b.promo_discount.astype(float)),
     })
     AppendingCsv(out / "promotions.csv").append(df)

@@ -9,14 +9,47 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import polars as pl
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 GZIP_LEVEL = 6
+#: At most this many places per file receive inserted lines.
+INSERT_SLOTS = 48
+
+
+@lru_cache(maxsize=1)
+def _times_of_day() -> pl.Series:
+    """"00:00:00" .. "23:59:59", built once on first use."""
+    s = np.arange(86_400)
+    return pl.Series([f"{h:02d}:{m:02d}:{x:02d}" for h, m, x in zip(s // 3600, s // 60 % 60, s % 60)],
+                     dtype=pl.String)
+
+
+def iso_dates(origin: date, days: np.ndarray) -> pl.Series:
+    """ISO dates `origin + days`, formatted through a lookup table (much faster than per-value formatting)."""
+    days = np.asarray(days, dtype=np.int64)
+    if len(days) == 0:
+        return pl.Series([], dtype=pl.String)
+    lo, hi = int(days.min()), int(days.max())
+    table = pl.Series([(origin + timedelta(days=k)).isoformat() for k in range(lo, hi + 1)], dtype=pl.String)
+    return table.gather(pl.Series(days - lo))
+
+
+def iso_timestamps(origin: date, seconds: np.ndarray) -> pl.Series:
+    """ISO timestamps (`2026-10-01T13:05:00`, naive UTC) `seconds` after midnight of `origin`."""
+    seconds = np.asarray(seconds, dtype=np.int64)
+    if len(seconds) == 0:
+        return pl.Series([], dtype=pl.String)
+    day = iso_dates(origin, seconds // 86_400)
+    tod = _times_of_day().gather(pl.Series(seconds % 86_400))
+    return pl.select(day + "T" + tod).to_series()
 
 
 def daily_name(source: str, day_token: str, *, compress: bool) -> str:
@@ -38,10 +71,15 @@ def render_lines(df: pl.DataFrame) -> list[str]:
 
 def write_csv_file(path: Path, df: pl.DataFrame, *, compress: bool,
                    inserts: Sequence[tuple[int, str]] = ()) -> int:
-    """Write `df` with a header; each `(position, line)` of `inserts` goes in before data row `position`.
+    """Write `df` with a header; each `(position, line)` of `inserts` goes in near data row `position`.
 
-    Returns the number of data lines written (frame rows plus inserted lines).
+    Inserted lines are gathered at no more than INSERT_SLOTS places in the file (one frame write per
+    place keeps big files fast). Returns the number of data lines written (rows plus inserted lines).
     """
+    slot = max(1, -(-df.height // INSERT_SLOTS))
+    groups: dict[int, list[str]] = {}
+    for pos, line in sorted(inserts, key=lambda t: t[0]):
+        groups.setdefault(min(df.height, (max(pos, 0) // slot) * slot), []).append(line)
     raw = open(path, "wb")
     try:
         sink: BinaryIO = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
@@ -49,11 +87,10 @@ def write_csv_file(path: Path, df: pl.DataFrame, *, compress: bool,
         try:
             _csv(df.head(0), sink, header=True)
             prev = 0
-            for pos, line in sorted(inserts, key=lambda t: t[0]):
-                pos = min(max(pos, prev), df.height)
+            for pos in sorted(groups):
                 if pos > prev:
                     _csv(df.slice(prev, pos - prev), sink, header=False)
-                sink.write(line.encode() + b"\n")
+                sink.write("".join(line + "\n" for line in groups[pos]).encode())
                 prev = pos
             if prev < df.height:
                 _csv(df.slice(prev), sink, header=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from etl.generate_io import AppendingCsv, daily_name, render_lines, write_csv_file
+from etl.generate_io import AppendingCsv, daily_name, iso_dates, iso_timestamps, render_lines, write_csv_file
 from etl.generate_world import (
     DATA_MEDIAN_MB, DATA_SIGMA, NO_END, OFFERINGS, OOB_DATA_CAP, OOB_DATA_MB, OOB_SMS, OOB_VOICE_MIN,
     PREPAID_DATA_CAP, PREPAID_DATA_MB, PREPAID_SMS, PREPAID_VOICE_MIN, ROAMING_DATA_CAP, ROAMING_DATA_MB,
@@ -158,8 +158,9 @@ def _ids(prefix: str, numbers: np.ndarray, width: int) -> pl.Series:
     return pl.select(pl.lit(prefix) + s).to_series()
 
 
-def _dt(start_epoch: int, seconds: np.ndarray) -> pl.Series:
-    return pl.Series((start_epoch + seconds.astype(np.int64)) * 1_000_000).cast(pl.Datetime("us"))
+def _dt(start: date, seconds: np.ndarray) -> pl.Series:
+    """Timestamps `seconds` after the window start, as ISO text (what the CSV holds)."""
+    return iso_timestamps(start, seconds)
 
 
 def _pick(values: tuple[str, ...], codes: np.ndarray) -> pl.Series:
@@ -461,8 +462,8 @@ class Simulation:
         hours = np.repeat(np.arange(24), nci)
         cells = np.tile(self.cell_is, 24)
         cols: dict[str, pl.Series] = {
-            "cell_id": pl.Series(self.net.cell_ids[cells[keep]].tolist(), dtype=pl.String),
-            "period_start": _dt(self.start_epoch, (d * DAY_S + hours * HOUR_S)[keep]),
+            "cell_id": self.cell_id_ext.gather(pl.Series(cells[keep])),
+            "period_start": _dt(self.start, (d * DAY_S + hours * HOUR_S)[keep]),
         }
         ints = {"rrc_setup_attempts", "rrc_setup_successes", "erab_setup_attempts", "erab_setup_successes",
                 "erab_releases", "erab_abnormal_releases"}
@@ -552,7 +553,7 @@ class Simulation:
                 end = o.end_s if o.end_s is not None else 1 << 40
                 keep &= ~(np.isin(cell, o.cells) & (t >= o.start_s) & (t < end))
         order = np.flatnonzero(keep)
-        order = order[np.lexsort((sub[order], t[order]))]
+        order = order[np.argsort(t[order] * b.n_subs + sub[order], kind="stable")]  # by time, then line
         sub, t, cell, svc, qty, unit, amount = (a[order] for a in (sub, t, cell, svc, qty, unit, amount))
         n = len(sub)
         # Truth accumulators: outage look-back, revenue, postpaid charges for the month's bill.
@@ -573,7 +574,7 @@ class Simulation:
         df = pl.DataFrame({
             "usage_id": _ids(f"U{token}", np.arange(n), self.usage_w),
             "subscription_id": self.sub_id_series.gather(pl.Series(sub)),
-            "usage_at": _dt(self.start_epoch, t),
+            "usage_at": _dt(self.start, t),
             "service": _pick(SERVICES, svc),
             "cell_id": self.cell_id_ext.gather(pl.Series(np.where(cell < 0, len(net.cell_ids), cell))),
             "quantity": pl.Series(qty),
@@ -634,7 +635,7 @@ class Simulation:
         extra = pl.DataFrame({
             "usage_id": _ids(f"U{token}", np.arange(n, n + total), self.usage_w),
             "subscription_id": self.sub_id_series.gather(pl.Series(sub)),
-            "usage_at": _dt(self.start_epoch, t),
+            "usage_at": _dt(self.start, t),
             "service": _pick(SERVICES, svc),
             "cell_id": pl.Series(cell_ids.tolist(), dtype=pl.String),
             "quantity": pl.Series(qty),
@@ -801,9 +802,9 @@ class Simulation:
             "customer_id": self.cust_id_series.gather(pl.Series(b.sub_cust[subs].astype(np.int64))),
             "subscription_id": pl.select(pl.when(pl.Series(no_sub)).then(None).otherwise(sub_ids)).to_series()
             if k else sub_ids,
-            "created_at": _dt(self.start_epoch, created),
-            "resolved_at": _dt(self.start_epoch, np.where(is_open, 0, resolved)).scatter(
-                np.flatnonzero(is_open), None) if k else _dt(self.start_epoch, resolved),
+            "created_at": _dt(self.start, created),
+            "resolved_at": _dt(self.start, np.where(is_open, 0, resolved)).scatter(
+                np.flatnonzero(is_open), None) if k else _dt(self.start, resolved),
             "category": _pick(TICKET_CATEGORIES, category),
             "channel": _pick(("call_center", "app", "web", "retail", "social"), channel),
             "severity": _pick(("critical", "high", "medium", "low"), severity),
@@ -839,7 +840,7 @@ class Simulation:
         df = pl.DataFrame({
             "topup_id": _ids(f"T{token}", np.arange(k), 6),
             "subscription_id": self.sub_id_series.gather(pl.Series(who)),
-            "topup_at": _dt(self.start_epoch, t),
+            "topup_at": _dt(self.start, t),
             "amount": pl.Series(amount.astype(float)),
             "channel": _pick(("retail", "online", "app", "voucher", "bank", "ussd"), channel),
             "currency": pl.Series(["EUR"] * k, dtype=pl.String),
@@ -931,9 +932,9 @@ class Simulation:
             "probable_cause": pl.Series(cols["cause"], dtype=pl.String),
             "specific_problem": pl.Series(cols["problem"], dtype=pl.String),
             "service_affecting": pl.Series(cols["sa"], dtype=pl.Boolean),
-            "raised_at": _dt(self.start_epoch, raised),
-            "cleared_at": _dt(self.start_epoch, np.maximum(cleared, 0)).scatter(np.flatnonzero(cleared < 0), None)
-            if len(raised) else _dt(self.start_epoch, cleared),
+            "raised_at": _dt(self.start, raised),
+            "cleared_at": _dt(self.start, np.maximum(cleared, 0)).scatter(np.flatnonzero(cleared < 0), None)
+            if len(raised) else _dt(self.start, cleared),
         }).sort("raised_at", "alarm_id")
         self.rows["alarms"] += write_csv_file(self.out / daily_name("alarms", token, compress=self.compress), df,
                                               compress=self.compress)
@@ -979,10 +980,10 @@ class Simulation:
         df = pl.DataFrame({
             "bill_id": _ids(f"B{ps:%Y%m}", cust + 1, self.cust_w),
             "customer_id": self.cust_id_series.gather(pl.Series(cust)),
-            "bill_date": pl.Series([bill_date] * k, dtype=pl.Date),
-            "billing_period_start": pl.Series([ps] * k, dtype=pl.Date),
-            "billing_period_end": pl.Series([pe] * k, dtype=pl.Date),
-            "payment_due_date": pl.Series([due_date] * k, dtype=pl.Date),
+            "bill_date": pl.Series([bill_date.isoformat()] * k, dtype=pl.String),
+            "billing_period_start": pl.Series([ps.isoformat()] * k, dtype=pl.String),
+            "billing_period_end": pl.Series([pe.isoformat()] * k, dtype=pl.String),
+            "payment_due_date": pl.Series([due_date.isoformat()] * k, dtype=pl.String),
             "amount_due": pl.Series(amount),
             "amount_paid": pl.Series(paid.astype(float)),
             "state": _pick(("new", "on_hold", "validated", "sent", "partially_paid", "settled"), state),

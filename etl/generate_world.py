@@ -401,7 +401,6 @@ class Base:
     cust_segment: np.ndarray  # int8 index into SEGMENTS
     cust_created_s: np.ndarray  # seconds relative to the window start
     cust_payer: np.ndarray  # 0 pays on time, 1 pays late/partially, 2 does not pay
-    cust_ids: np.ndarray  # str
     sub_cust: np.ndarray
     sub_pay: np.ndarray  # 0 prepaid, 1 postpaid
     sub_offer: np.ndarray
@@ -523,11 +522,9 @@ def build_base(seed: int, city: City, net: Network, *, customers: int, days: int
     phase = (rng.random(m) * period).astype(np.int16)
 
     promos = _promotions(rng, sub_start=sub_start, end=end, days=days)
-    width = max(7, len(str(n)))
-    cust_ids = np.array([f"CU{k + 1:0{width}d}" for k in range(n)], dtype=object)
     return Base(
         cust_x=cx, cust_y=cy, cust_zone=zone, cust_segment=segment, cust_created_s=created_s, cust_payer=payer,
-        cust_ids=cust_ids, sub_cust=sub_cust, sub_pay=pay, sub_offer=offer, sub_fee=fee,
+        sub_cust=sub_cust, sub_pay=pay, sub_offer=offer, sub_fee=fee,
         sub_price_index=price_index, sub_start_day=sub_start, sub_end_day=end, sub_reason=reason,
         sub_suspended=suspended, sub_lambda=lam, sub_home_cell=home_cell, sub_work_cell=work_cell,
         sub_msisdn=msisdn, sub_renew_dom=start_dom, sub_topup_period=period, sub_topup_phase=phase,
