@@ -181,6 +181,8 @@ class SourceFile:
     source: str
     sha256: str
     size_bytes: int
+    mtime_ns: int = 0
+    """When the file was last modified, as hashed (a file that changes after that is caught before landing)."""
 
 
 @dataclass(frozen=True)
@@ -208,13 +210,15 @@ def scan_folder(folder: Path, *, mapping: object | None = None) -> Folder:
     if not folder.is_dir():
         raise UsageError(f"source folder {folder} does not exist or is not a folder; expected a folder of extracts")
     found = extract_source_dir(folder, mapping=mapping)
-    hashes: dict[Path, tuple[str, int]] = {}
+    hashes: dict[Path, tuple[str, int, int]] = {}
     files: list[SourceFile] = []
     for path, source in found:
         if path not in hashes:
-            hashes[path] = (sha256_file(path), path.stat().st_size)
-        sha, size = hashes[path]
-        files.append(SourceFile(path=path, name=found.name(path), source=source.name, sha256=sha, size_bytes=size))
+            st = path.stat()
+            hashes[path] = (sha256_file(path), st.st_size, st.st_mtime_ns)
+        sha, size, mtime = hashes[path]
+        files.append(SourceFile(path=path, name=found.name(path), source=source.name, sha256=sha, size_bytes=size,
+                                mtime_ns=mtime))
     files.sort(key=lambda f: load_order_key(f.source, f.name))
     return Folder(root=folder, files=tuple(files), ignored=tuple(found.name(p) for p in found.ignored))
 

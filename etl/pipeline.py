@@ -32,7 +32,9 @@ from etl.contracts import LOAD_ORDER
 from etl.errors import CheckFailed, UsageError
 from etl.load import (
     Folder,
+    Manifest,
     ManifestDiff,
+    ReferenceOutcome,
     SourceFile,
     begin_load,
     check_references,
@@ -253,8 +255,8 @@ def load_mapping(path: Path | None) -> Any:
     return _load(Path(path))
 
 
-def read_live_manifest(wh: Warehouse) -> dict[str, str]:
-    """The manifest of the live version (file → sha256), read-only; empty when nothing is published."""
+def read_live_manifest(wh: Warehouse) -> Manifest:
+    """The manifest of the live version, read-only; empty when nothing is published."""
     if wh.live_name() is None:
         return {}
     con = wh.open_current()
@@ -283,20 +285,21 @@ def extract_and_land(con: duckdb.DuckDBPyConnection, diff: ManifestDiff, *, load
                     shrunk.add(f.source)
                 counts["note"] = (f"replaces its earlier version ({removed.kept:,} rows landed, "
                                   f"{removed.quarantined:,} quarantined)")
-            st = f.path.stat()
             result = extract_file(f.path, f.source, name=f.name, mapping=mapping)
             after = f.path.stat()
-            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns) or after.st_size != f.size_bytes:
-                raise UsageError(f"file {f.name} changed while it was being read; run the refresh again "
-                                 "once the file is complete")
+            if (after.st_size, after.st_mtime_ns) != (f.size_bytes, f.mtime_ns):
+                raise UsageError(f"file {f.name} changed while the refresh was reading it; run the refresh "
+                                 "again once the file is complete")
             out = land(con, result, load_id=load_id, sha256=f.sha256, size_bytes=f.size_bytes)
             counts.update(read=out.rows_read, kept=out.rows_kept, rejected=out.rows_quarantined, written=out.rows_kept)
-        landed.append((f, "changed" if (f.name, f.source) in changed else "new", tuple(getattr(result, "warnings", ()))))
+            if result.warnings:
+                counts["note"] = "; ".join(filter(None, [counts.get("note", ""), *result.warnings]))
+        landed.append((f, "changed" if (f.name, f.source) in changed else "new", tuple(result.warnings)))
     return landed, shrunk
 
 
 def apply_rules(con: duckdb.DuckDBPyConnection, *, load_id: int, sources: set[str], shrunk: set[str],
-                first_loaded: set[str], steps: _Steps) -> tuple[dict[str, int], Any]:
+                first_loaded: set[str], steps: _Steps) -> tuple[dict[str, int], ReferenceOutcome]:
     """Duplicate keys, then references, then per-file conservation (CheckFailed if it does not hold)."""
     duplicates: dict[str, int] = {}
     with steps.step("duplicate keys") as counts:

@@ -59,7 +59,7 @@ def live(settings: Settings, sql: str, params=()):
 
 
 def test_first_refresh_publishes_and_summarises(base):
-    src, settings, r, lines = base
+    _, settings, r, lines = base
     assert r.ok and r.status == "published" and r.version == "v000001.duckdb" and r.previous_version is None
     assert (settings.warehouse_dir / "CURRENT").read_text().strip() == "v000001.duckdb"
     assert {f.file for f in r.files} == {"zones.geojson", "sites.csv", "cells.csv", "customers.csv",
@@ -232,3 +232,20 @@ def test_staging_and_marts_are_built_into_the_published_version(base):
     assert zones == [("Z1",), ("Z1",), ("Z1",)]  # geo placed the cells before the models ran
     assert all(c.ok for c in r.checks) and any(c.name == "reject_rate:charging" for c in r.checks)
     assert r.tables["marts.customer_360"] == 2
+
+
+def test_a_file_rewritten_after_it_was_hashed_is_not_landed(tmp_path: Path):
+    """The hash names the bytes the manifest records: a file that changes before it is read stops the refresh."""
+    from etl.load import diff_manifest, ensure_schema, scan_folder
+    from etl.pipeline import _Steps, extract_and_land
+
+    src = write_operator(tmp_path / "src", zones=False)
+    folder = scan_folder(src)
+    write_day(src, "20261101", charging_rows("20261101")[:2])  # rewritten after the scan hashed it
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    try:
+        ensure_schema(con)
+        with pytest.raises(UsageError, match="charging_20261101.csv changed while the refresh was reading it"):
+            extract_and_land(con, diff_manifest({}, folder.files), load_id=1, mapping=None, steps=_Steps(print))
+    finally:
+        con.close()
