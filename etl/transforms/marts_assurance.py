@@ -11,9 +11,12 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
+from etl.contracts import SOURCES
 from etl.transforms.marts_customer import HOURS_PER_MONTH, attach, count_if, minutes_between, ratio
 from etl.transforms.registry import Tables, model
 
+#: The alarm's own columns carried into the marts (the contract's, so staging extras such as `_file` stay out).
+ALARM_COLUMNS = tuple(SOURCES["alarms"].column_names)
 #: The look-back before `raised_at` in which a customer's usage decides whether the alarm affects them.
 IMPACT_WINDOW_HOURS = 7 * 24
 
@@ -37,7 +40,7 @@ def loaded_until(tables: Tables) -> ir.Table:
 
 def _alarms(tables: Tables) -> ir.Table:
     """Alarms with their impact window, open flag and duration (open ones: until the loaded data ends)."""
-    al = tables["staging.alarms"].cross_join(loaded_until(tables))
+    al = tables["staging.alarms"].select(*ALARM_COLUMNS).cross_join(loaded_until(tables))
     end = ibis.coalesce(al.cleared_at, al.as_of_at)
     return al.mutate(
         window_start_at=al.raised_at - ibis.interval(hours=IMPACT_WINDOW_HOURS),

@@ -81,22 +81,28 @@ def day_start(date: ir.DateValue) -> ir.TimestampValue:
 
 
 def data_window(tables: Tables) -> ir.Table:
-    """One row: `start_date` and `end_date`, the first and last dates of the loaded event sources.
+    """One row: `start_date` and `end_date`, the span of the loaded daily extracts (null when none has a row).
 
-    The window is the span the daily extracts cover (usage, top-ups, tickets, KPIs, alarms); it is null
-    on both ends when none of them holds a row.
+    The end is the last date any daily source (usage, top-ups, tickets, KPIs, alarms) covers. The start is
+    the first usage date when charging is loaded (an old alarm or ticket in the first file must not stretch
+    the history back to where there is no usage), else the first date of the other sources.
     """
     ch, tu, tk = tables["staging.charging"], tables["staging.topups"], tables["staging.tickets"]
     kpi, al = tables["staging.kpi_hourly"], tables["staging.alarms"]
+    usage = ch.aggregate(usage_lo=ch.usage_date.min(), usage_hi=ch.usage_date.max())
     parts = [
-        ch.aggregate(lo=ch.usage_date.min(), hi=ch.usage_date.max()),
         tu.aggregate(lo=tu.topup_at.min().date(), hi=tu.topup_at.max().date()),
         tk.aggregate(lo=tk.created_at.min().date(), hi=tk.created_at.max().date()),
         kpi.aggregate(lo=kpi.kpi_date.min(), hi=kpi.kpi_date.max()),
         al.aggregate(lo=al.raised_at.min().date(), hi=al.raised_at.max().date()),
     ]
     u = ibis.union(*parts)
-    return u.aggregate(start_date=u.lo.min(), end_date=u.hi.max())
+    others = u.aggregate(lo=u.lo.min(), hi=u.hi.max())
+    w = usage.cross_join(others)
+    return w.select(
+        start_date=ibis.coalesce(w.usage_lo, w.lo),
+        end_date=ibis.greatest(w.usage_hi, w.hi),
+    )
 
 
 def usage_base(tables: Tables) -> ir.Table:

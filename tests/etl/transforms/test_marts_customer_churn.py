@@ -146,3 +146,12 @@ def test_bss_only_still_builds(con):
 
 def test_nothing_loaded_builds_empty(con):
     assert td.build(con, {}, CF)[CF] == []
+
+
+def test_an_old_alarm_does_not_stretch_the_history(con):
+    before = td.build(con, td.churn_rows(), CF)[CF]
+    rows = td.churn_rows()
+    rows["staging.alarms"].append({"alarm_id": "OLD", "alarmed_object_id": "C2", "alarmed_object_type": "cell",
+                                   "raised_at": ts("2025-12-01 00:00"), "cleared_at": ts("2025-12-02 00:00")})
+    after = td.build(con, rows, CF)[CF]
+    assert {r["snapshot_date"] for r in after} == {r["snapshot_date"] for r in before}
