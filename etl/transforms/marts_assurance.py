@@ -70,7 +70,8 @@ def alarm_customers(tables: Tables) -> ir.Table:
         "window_start_at",
     )
     acells = tables["staging.alarm_cells"].select("alarm_id", "cell_id").distinct()
-    ch = tables["staging.charging"].select("customer_id", "cell_id", "usage_at", "amount")
+    ch = tables["staging.charging"]
+    ch = ch.filter(ch.customer_id.notnull()).select("customer_id", "cell_id", "usage_at", "amount")
 
     # Candidates: customers with at least one event on the alarm's cells in the window.
     on = al.join(acells, "alarm_id").join(ch, "cell_id")

@@ -108,10 +108,12 @@ def data_window(tables: Tables) -> ir.Table:
 def usage_base(tables: Tables) -> ir.Table:
     """Charging aggregated per customer, subscription, date and cell, with the KPIs of each event's cell-hour.
 
-    Each event is matched to its cell's KPI row for the hour it started in; the KPI sums and counts
+    Events whose subscription is not landed (customer unknown) are left out. Each event is matched to its
+    cell's KPI row for the hour it started in; the KPI sums and counts
     (`sum_<kpi>`, `n_<kpi>`) let any coarser grain take usage-weighted means of what customers experienced.
     """
     ch, kpi = tables["staging.charging"], tables["staging.kpi_hourly"]
+    ch = ch.filter(ch.customer_id.notnull())  # usage of a subscription not landed belongs to no customer
     ev = ch.select(
         "customer_id", "subscription_id", "usage_date", "usage_at", "cell_id", "zone_id", "service", "unit",
         "quantity", "amount", hour_at=ch.usage_at.truncate("h"),

@@ -131,3 +131,11 @@ def test_only_customers_loaded(con):
 def test_nothing_loaded_builds_empty(con):
     built = td.build(con, {}, "marts.customer_360", "marts.subscriber_cell_usage")
     assert built == {"marts.customer_360": [], "marts.subscriber_cell_usage": []}
+
+
+def test_usage_without_landed_subscriptions_belongs_to_no_customer(con):
+    rows = td.base_rows()
+    del rows["staging.subscriptions"]  # charging landed before its subscriptions: customer_id is null
+    built = td.build(con, rows, "marts.subscriber_cell_usage", "marts.customer_360", "marts.alarm_customers")
+    assert built["marts.subscriber_cell_usage"] == [] and built["marts.alarm_customers"] == []
+    assert all(r["n_events"] == 0 for r in built["marts.customer_360"])
