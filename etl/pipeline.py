@@ -186,8 +186,9 @@ class RefreshResult:
         head = {
             "published": f"published {self.version} (previous: {self.previous_version or 'none'})",
             "nothing_new": f"nothing new to load; {self.version or 'no version'} stays live",
-            "rejected": f"REJECTED: checks failed, nothing published; {self.previous_version or 'no version'} "
-                        "stays live",
+            "rejected": "REJECTED: checks failed, nothing published; "
+                        + (f"{self.previous_version} stays live" if self.previous_version
+                           else "there is still no published version"),
         }[self.status]
         out = [f"opencem refresh: {head} in {self.duration_s:.1f}s (source {self.source_dir}, engine {self.engine})"]
         out.append(f"files: {len(self.files)} loaded, {self.unchanged_files} unchanged, "
