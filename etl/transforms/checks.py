@@ -3,8 +3,8 @@
 Every model gets a key check (its key unique and not null). On top of that: revenue reconciles (usage
 revenue in `marts.zone_daily` equals the charging amounts kept in landing, per day and payment type, to the
 cent; recurring-fee revenue equals the fee accrual recomputed here independently), KPI percentages lie in
-[0, 100], completeness in [0, 1], and no source's quarantined share in the latest load exceeds the
-settings' bound. Results go to `meta.checks`. Other model modules may add checks with `register_check`.
+[0, 100], completeness in [0, 1]. Results go to `meta.checks`. (`reject_rate_check` is available, but
+the refresh pipeline checks reject rates itself, so builds do not add it.) Other model modules may add checks with `register_check`.
 The SQL below is static: identifiers come from the model registry, values are parameters.
 """
 
@@ -199,7 +199,6 @@ def checks_for(con: duckdb.DuckDBPyConnection, models: Mapping[str, Model], *,
         out += [usage_revenue_check(), fee_revenue_check()]
     if "marts.zone_scorecard" in models and "marts.zone_daily" in models:
         out.append(scorecard_revenue_check())
-    out.append(reject_rate_check(settings.max_reject_rate))
     out += [c for c in REGISTERED.values() if c.table in models or table_exists(con, c.table)]
     return out
 

@@ -186,6 +186,17 @@ def _wmean(x: ir.NumericValue, w: ir.NumericValue) -> ir.FloatingValue:
     return num / den.nullif(0.0)
 
 
+def _pct(x: ir.FloatingValue) -> ir.FloatingValue:
+    """A weighted mean of percentages kept in [0, 100]: it is bounded by its inputs, but float sums can
+    land a rounding error past the bound (100.00000000000001)."""
+    return _clip(x, 0.0, 100.0)
+
+
+def _clip(x: ir.FloatingValue, lo: float, hi: float) -> ir.FloatingValue:
+    """x limited to [lo, hi], null staying null (SQL's LEAST and GREATEST skip nulls on both engines)."""
+    return ibis.cases((x > hi, hi), (x < lo, lo), else_=x)
+
+
 def kpi_metrics(h: ir.Table) -> dict[str, ir.Value]:
     """The KPI aggregates of a group of cell-hours (see the marts' docstrings for the weighting)."""
     return dict(
@@ -194,12 +205,12 @@ def kpi_metrics(h: ir.Table) -> dict[str, ir.Value]:
         good_hours=ibis.ifelse(h.is_good_hour, 1, 0).sum().cast("int64"),
         period_s=h.period_s.sum(),
         available_s=h.available_s.sum(),
-        availability_pct=100.0 * h.available_s.sum() / h.period_s.sum().nullif(0.0),
-        accessibility_pct=_wmean(h.accessibility_pct, h.traffic_weight_mb),
-        drop_rate_pct=_wmean(h.drop_rate_pct, h.traffic_weight_mb),
+        availability_pct=_pct(100.0 * h.available_s.sum() / h.period_s.sum().nullif(0.0)),
+        accessibility_pct=_pct(_wmean(h.accessibility_pct, h.traffic_weight_mb)),
+        drop_rate_pct=_pct(_wmean(h.drop_rate_pct, h.traffic_weight_mb)),
         latency_ms=_wmean(h.latency_ms, h.traffic_weight_mb),
         dl_throughput_mbps=_wmean(h.dl_throughput_mbps, h.throughput_weight_s),
-        prb_utilisation_pct=_wmean(h.prb_utilisation_pct, h.period_s),
+        prb_utilisation_pct=_pct(_wmean(h.prb_utilisation_pct, h.period_s)),
         traffic_volume_mb=h.traffic_weight_mb.sum(),
         voice_traffic_erlh=h.voice_traffic_erl.sum(),
     )
@@ -210,6 +221,7 @@ def kpi_days(tables: Tables) -> ir.Table:
     the last KPI hour loaded (24 inside the span, fewer on its first and last day)."""
     h = tables["staging.kpi_hourly"]
     b = h.aggregate(lo=h.period_start.min().epoch_seconds(), hi=h.period_start.max().epoch_seconds() + HOUR_S)
+    b = b.filter(b.lo.notnull())  # no KPI loaded: no KPI day (LEAST/GREATEST below would skip the nulls)
     cal = tables["staging.calendar"].select("date")
     d = cal.cross_join(b)
     start = d.date.cast("timestamp").epoch_seconds()
@@ -220,7 +232,7 @@ def kpi_days(tables: Tables) -> ir.Table:
 
 def _completeness(present: ir.NumericValue, expected: ir.NumericValue) -> ir.FloatingValue:
     """present / expected, capped at 1; null when nothing was expected."""
-    return ibis.least(1.0, present.cast("float64") / expected.cast("float64").nullif(0.0))
+    return _clip(present.cast("float64") / expected.cast("float64").nullif(0.0), 0.0, 1.0)
 
 
 _KPI_OUT = ("availability_pct", "accessibility_pct", "drop_rate_pct", "dl_throughput_mbps", "latency_ms",

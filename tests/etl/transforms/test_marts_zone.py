@@ -223,5 +223,8 @@ def test_a_build_with_only_bss_sources_gives_unassigned_revenue(raw_db, zt):
                    {"zone_id": "UNASSIGNED", "service": "recurring", "revenue": 0.0},
                    {"zone_id": "UNASSIGNED", "service": "recurring", "revenue": 1.0}]
     assert result.rows["marts.zone_kpi_daily"] == 0
-    (sc,) = zt.fetch(con, "SELECT zone_id, revenue, quadrant FROM marts.zone_scorecard WHERE period = 'all'")
-    assert sc == {"zone_id": "UNASSIGNED", "revenue": 3.0, "quadrant": None}
+    (sc,) = zt.fetch(con, "SELECT zone_id, revenue, quadrant, kpi_completeness, experience_index "
+                          "FROM marts.zone_scorecard WHERE period = 'all'")
+    # no KPI at all: completeness and experience are unknown (null), not 100 %
+    assert sc == {"zone_id": "UNASSIGNED", "revenue": 3.0, "quadrant": None, "kpi_completeness": None,
+                  "experience_index": None}
