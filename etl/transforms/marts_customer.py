@@ -448,8 +448,8 @@ def churn_features(tables: Tables) -> ir.Table:
     promo_blk = p.group_by(keys).aggregate(
         n_active_promotions=p.count(),
         max_discount_pct=p.discount.max(),
-        n_promotions_ending_30d=p.count(
-            where=p.valid_to < p.snapshot_date + ibis.interval(days=LABEL_HORIZON_DAYS)),
+        n_promotions_ending_30d=count_if(
+            p, p.valid_to < p.snapshot_date + ibis.interval(days=LABEL_HORIZON_DAYS)),
         days_to_promotion_end=p.valid_to.min().delta(p.snapshot_date.max(), unit="day"),
     )
 
@@ -490,8 +490,8 @@ def churn_features(tables: Tables) -> ir.Table:
         n_network_tickets_28d=count_if(tk, recent_tk & tk.category.isin(NETWORK_TICKET_CATEGORIES)),
         n_billing_tickets_28d=count_if(tk, recent_tk & (tk.category == "billing")),
         n_open_tickets=count_if(tk, ~resolved_before),
-        n_tickets_bad_outcome_28d=tk.count(
-            where=recent_tk & resolved_before & tk.resolution.isin(BAD_TICKET_OUTCOMES)),
+        n_tickets_bad_outcome_28d=count_if(
+            tk, recent_tk & resolved_before & tk.resolution.isin(BAD_TICKET_OUTCOMES)),
     )
     b = bills.cross_join(snap_only)
     b = b.filter(b.bill_date < b.snapshot_date)

@@ -374,6 +374,7 @@ def churn_rows() -> Rows:
         "staging.tickets": [
             {"ticket_id": "TK1", "customer_id": "K1", "created_at": ts("2026-03-10 09:00"),
              "resolved_at": ts("2026-03-16 09:00"), "category": "network_quality", "resolution": "unresolved"},
+            {"ticket_id": "TK2", "customer_id": "K2", "created_at": ts("2026-03-03 09:00"), "status": "pending"},
         ],
         "staging.bills": [
             {"bill_id": "B1", "customer_id": "K2", "bill_date": d("2026-03-05"), "billing_period_start": d("2026-02-01"),
@@ -383,6 +384,8 @@ def churn_rows() -> Rows:
         "staging.promotions": [
             {"promotion_id": "P1", "subscription_id": "SUB1", "valid_from": d("2026-02-01"),
              "valid_to": d("2026-03-31"), "discount": 20.0},
+            {"promotion_id": "P2", "subscription_id": "SUB3", "valid_from": d("2026-02-01"), "valid_to": None,
+             "discount": 5.0},
         ],
         "staging.alarms": [
             {"alarm_id": "A1", "alarmed_object_id": "C1", "alarmed_object_type": "cell",

@@ -65,6 +65,9 @@ def test_features_of_one_snapshot(con):
     # B1 is due 03-12: not overdue at 03-08, overdue at 03-15.
     assert (k2_08["n_bills"], k2_08["n_overdue_bills"]) == (1, 0)
     assert (k2_15["n_overdue_bills"], k2_15["overdue_amount"]) == (1, 30.0)
+    # An open-ended promotion never ends within the horizon; a ticket without outcome is open, not bad.
+    assert (k2_15["n_active_promotions"], k2_15["n_promotions_ending_30d"], k2_15["days_to_promotion_end"],
+            k2_15["n_open_tickets"], k2_15["n_tickets_bad_outcome_28d"]) == (1, 0, None, 1, 0)
     assert out[("K1", d("2026-03-08"))]["n_active_subscriptions"] == 1  # SUB2 starts 03-10
     assert out[("K1", d("2026-03-08"))]["n_outages_28d"] == 0  # A1 is raised after 03-08
 
