@@ -237,8 +237,12 @@ def read_table(
     fmt: FileFormat | Literal["auto"] = "auto",
     options: CsvOptions | None = None,
     text: bool = False,
+    exact: bool = False,
 ) -> TextTable:
-    """Read a file as a `TextTable` (CSV, gzip'd CSV, Parquet or GeoJSON); `text` casts Parquet to text."""
+    """Read a file as a `TextTable` (CSV, gzip'd CSV, Parquet or GeoJSON); `text` casts Parquet to text.
+
+    `exact` reads a CSV record by record with Python's csv module: slow, for files DuckDB cannot split
+    (and for checking that both readers agree)."""
     path = Path(path)
     file = file or path.name
     if fmt == "auto":
@@ -254,10 +258,10 @@ def read_table(
         return table
     if fmt == "geojson":
         return _read_geojson(path, file=file)
-    return _read_csv(path, file=file, options=options or CsvOptions())
+    return _read_csv(path, file=file, options=options or CsvOptions(), exact=exact)
 
 
-def _read_csv(path: Path, *, file: str, options: CsvOptions) -> TextTable:
+def _read_csv(path: Path, *, file: str, options: CsvOptions, exact: bool = False) -> TextTable:
     with tempfile.TemporaryDirectory(prefix="opencem-extract-") as tmp:
         plain = _plain_file(path, Path(tmp), file=file)
         if plain.stat().st_size == 0:
@@ -268,7 +272,7 @@ def _read_csv(path: Path, *, file: str, options: CsvOptions) -> TextTable:
             warnings: list[str] = []
             encoding, blank = _line_pass(con, plain, file=file, options=options, warnings=warnings)
             columns, header_lines = _header(plain, file=file, options=options, encoding=encoding)
-            if header_lines <= 1:
+            if header_lines <= 1 and not exact:
                 fast = _duckdb_records(con, plain, file=file, options=options, encoding=encoding,
                                        columns=columns, header_lines=header_lines, blank=blank)
             else:
@@ -493,12 +497,71 @@ def _duckdb_records(
     first_data = options.skip + header_lines + 1
     data_lines = (blank.slice(first_data - 1).not_().arg_true() + first_data).cast(pl.Int64)
     reject_lines = errors.get_column("line").cast(pl.Int64)
-    if data_lines.len() != frame.height + errors.height or not reject_lines.is_in(data_lines.implode()).all():
-        return None
-    good_lines = data_lines.filter(~data_lines.is_in(reject_lines.implode())) if errors.height else data_lines
+    if data_lines.len() == frame.height + errors.height and reject_lines.is_in(data_lines.implode()).all():
+        # one record per non-blank line: DuckDB's line numbers are physical lines
+        good_lines = data_lines.filter(~data_lines.is_in(reject_lines.implode())) if errors.height else data_lines
+        rows_read = data_lines.len()
+    else:
+        matched = _lines_by_quotes(con, plain, options=options, encoding=encoding, first_data=first_data,
+                                   frame=frame, reject_lines=reject_lines)
+        if matched is None:
+            return None
+        good_lines, physical, rows_read = matched
+        errors = errors.with_columns(physical.alias("line"))
     frame = frame.with_columns(good_lines.alias("_line"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     malformed = _describe_duckdb_rejects(errors, file=file, options=options, ncols=len(columns))
-    return frame, malformed, data_lines.len()
+    return frame, malformed, rows_read
+
+
+def _lines_by_quotes(
+    con: duckdb.DuckDBPyConnection, plain: Path, *, options: CsvOptions, encoding: str, first_data: int,
+    frame: pl.DataFrame, reject_lines: pl.Series,
+) -> tuple[pl.Series, pl.Series, int] | None:
+    """Physical lines when quoted values hold line breaks, still without a loop per row.
+
+    A line starts a record when the quotes before it are balanced. DuckDB numbers a record (and a blank
+    line) one more than the one before, so its reject numbers index these records. The match is checked
+    three ways (records counted, rejects on records, line breaks inside good values); any doubt (a quote
+    left open, a quote inside an unquoted value) returns None and the exact reader takes over.
+    """
+    if not options.quote:
+        return None
+    lines = con.sql(
+        "SELECT l FROM read_csv($path, columns = $columns, header = false, auto_detect = false, delim = $delim, "
+        "quote = '', escape = '', encoding = $encoding, strict_mode = false, null_padding = false, "
+        "max_line_size = $max_line)",
+        params={"path": str(plain), "columns": {"l": "VARCHAR"}, "delim": _LINE_DELIM, "encoding": encoding,
+                "max_line": _MAX_LINE_BYTES},
+    ).pl().get_column("l").slice(first_data - 1)
+    escape = options.escape if options.escape is not None else options.quote
+    text = lines
+    if escape != options.quote:
+        text = text.str.replace_all(escape + escape, "", literal=True).str.replace_all(
+            escape + options.quote, "", literal=True)
+    quotes = text.str.count_matches(options.quote, literal=True).fill_null(0).cast(pl.Int64)
+    before = quotes.cum_sum() - quotes
+    if lines.len() and int(quotes.sum()) % 2:
+        return None  # a quote is never closed: let the exact reader recover the lines after it
+    starts = (before % 2 == 0).arg_true()  # positions (in the data region) where an item starts
+    n = lines.len()
+    ends = pl.concat([starts.slice(1), pl.Series([n], dtype=starts.dtype)])
+    spans = (ends - starts).cast(pl.Int64)
+    blank = lines.is_null().gather(starts)
+    items = pl.DataFrame({"line": (starts.cast(pl.Int64) + first_data), "span": spans, "blank": blank})
+    items = items.with_row_index("item")
+    records = items.filter(~pl.col("blank"))
+    rejected_items = (reject_lines - first_data).cast(pl.Int64)
+    if records.height != frame.height + reject_lines.len():
+        return None
+    if not rejected_items.is_in(records.get_column("item").cast(pl.Int64).implode()).all():
+        return None
+    good = records.filter(~pl.col("item").cast(pl.Int64).is_in(rejected_items.implode()))
+    breaks = frame.select(pl.sum_horizontal(
+        [pl.col(c).str.count_matches("\n", literal=True).fill_null(0) for c in frame.columns]).sum()).item()
+    if int(good.get_column("span").sum()) - good.height != int(breaks or 0):
+        return None
+    physical = items.get_column("line").gather(rejected_items)
+    return good.get_column("line"), physical, records.height
 
 
 _DUCKDB_ERRORS = {

@@ -13,7 +13,7 @@ import pytest
 
 from etl.contracts import REASONS, SOURCES
 from etl.errors import ContractError
-from etl.extract import ExtractResult, extract_file, extract_source_dir, read_columns
+from etl.extract import ExtractResult, extract_file, extract_source_dir, read_columns, read_table
 from etl.validate import QUARANTINE_SCHEMA
 
 HEADER = "usage_id,subscription_id,usage_at,service,cell_id,quantity,unit,amount,currency,payment_type,is_billed"
@@ -302,3 +302,34 @@ def test_discovery_in_load_order_with_ignored_files(tmp_path):
 def test_a_missing_file(tmp_path):
     with pytest.raises(ContractError, match="charging.csv: no such file"):
         extract_file(tmp_path / "charging.csv", "charging")
+
+
+TRICKY = {
+    "plain": "a,b,c\n1,x,y\n2,x\n\n3,x,y\n",
+    "line breaks": 'a,b,c\n1,"x\ny",z\n2,x\n3,"p\n\nq\n",r\n\n4,"a ""quoted"" word",b\n5,x,y,z\n6,x,y',
+    "crlf and breaks": 'a,b,c\r\n1,"x\r\ny",z\r\n2,x\r\n\r\n3,x,y\r\n',
+    "rejected record with a break": 'a,b,c\n1,"x\ny"\n2,x,y\n',
+    "stray quote and a break": 'a,b,c\n1,ab"c,d\n2,"x\ny",z\n3,x,y\n',
+    "unclosed quote": 'a,b,c\n1,x,y\n2,"x,y\n3,x,y\n4,x,y\n',
+}
+
+
+@pytest.mark.parametrize("name", TRICKY)
+def test_the_duckdb_reader_agrees_with_the_exact_reader(tmp_path, name):
+    path = write(tmp_path / "t.csv", TRICKY[name])
+    auto, exact = read_table(path), read_table(path, exact=True)
+    assert auto.rows_read == exact.rows_read == auto.frame.height + auto.malformed.height
+    assert auto.frame.equals(exact.frame)
+    assert auto.malformed.get_column("line").to_list() == exact.malformed.get_column("line").to_list()
+
+
+def test_physical_lines_around_quoted_line_breaks(tmp_path):
+    table = read_table(write(tmp_path / "t.csv", TRICKY["line breaks"]))
+    assert table.frame.get_column("_line").to_list() == [2, 5, 10, 12]
+    assert table.frame.get_column("b").to_list() == ["x\ny", "p\n\nq\n", 'a "quoted" word', "x"]
+    assert table.malformed.get_column("line").to_list() == [4, 11]
+    stray = read_table(write(tmp_path / "s.csv", TRICKY["stray quote and a break"]))
+    assert stray.frame.get_column("_line").to_list() == [2, 3, 5]
+    unclosed = read_table(write(tmp_path / "u.csv", TRICKY["unclosed quote"]))
+    assert unclosed.frame.get_column("_line").to_list() == [2, 4, 5]
+    assert unclosed.malformed.get_column("line").to_list() == [3]
