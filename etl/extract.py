@@ -278,16 +278,14 @@ def _read_csv(path: Path, *, file: str, options: CsvOptions, exact: bool = False
             else:
                 fast = None
             if fast is None:
-                frame, malformed, rows_read = _python_records(
+                frame, malformed, rows_read, blanks = _python_records(
                     plain, file=file, options=options, encoding=encoding, columns=columns,
                     header_lines=header_lines,
                 )
             else:
-                frame, malformed, rows_read = fast
+                frame, malformed, rows_read, blanks = fast
         finally:
             con.close()
-    first_data = options.skip + header_lines + 1
-    blanks = blank.slice(first_data - 1).arg_true() + first_data
     if blanks.len():
         shown = ", ".join(str(x) for x in blanks.head(5).to_list()) + (", …" if blanks.len() > 5 else "")
         warnings.append(f"{file}: {blanks.len()} blank line{'s' if blanks.len() != 1 else ''} skipped "
@@ -471,9 +469,9 @@ def _dialect(options: CsvOptions) -> dict:
 def _duckdb_records(
     con: duckdb.DuckDBPyConnection, plain: Path, *, file: str, options: CsvOptions, encoding: str,
     columns: Sequence[str], header_lines: int, blank: pl.Series,
-) -> tuple[pl.DataFrame, pl.DataFrame, int] | None:
-    """The values (text) and the rejected lines by DuckDB, with physical lines; None if lines cannot
-    be matched to records exactly (records spanning lines), so the caller takes the exact path."""
+) -> tuple[pl.DataFrame, pl.DataFrame, int, pl.Series] | None:
+    """The values (text) and the rejected lines by DuckDB, with physical lines: (rows, malformed rows,
+    rows read, blank lines). None if lines cannot be matched to records exactly: the exact path then."""
     escape = options.escape if options.escape is not None else options.quote
     query = (
         "SELECT * FROM read_csv($path, columns = $columns, header = $header, skip = $skip, "
@@ -501,22 +499,23 @@ def _duckdb_records(
         # one record per non-blank line: DuckDB's line numbers are physical lines
         good_lines = data_lines.filter(~data_lines.is_in(reject_lines.implode())) if errors.height else data_lines
         rows_read = data_lines.len()
+        blanks = (blank.slice(first_data - 1).arg_true() + first_data).cast(pl.Int64)
     else:
         matched = _lines_by_quotes(con, plain, options=options, encoding=encoding, first_data=first_data,
                                    frame=frame, reject_lines=reject_lines)
         if matched is None:
             return None
-        good_lines, physical, rows_read = matched
+        good_lines, physical, rows_read, blanks = matched
         errors = errors.with_columns(physical.alias("line"))
     frame = frame.with_columns(good_lines.alias("_line"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     malformed = _describe_duckdb_rejects(errors, file=file, options=options, ncols=len(columns))
-    return frame, malformed, rows_read
+    return frame, malformed, rows_read, blanks
 
 
 def _lines_by_quotes(
     con: duckdb.DuckDBPyConnection, plain: Path, *, options: CsvOptions, encoding: str, first_data: int,
     frame: pl.DataFrame, reject_lines: pl.Series,
-) -> tuple[pl.Series, pl.Series, int] | None:
+) -> tuple[pl.Series, pl.Series, int, pl.Series] | None:
     """Physical lines when quoted values hold line breaks, still without a loop per row.
 
     A line starts a record when the quotes before it are balanced. DuckDB numbers a record (and a blank
@@ -561,7 +560,8 @@ def _lines_by_quotes(
     if int(good.get_column("span").sum()) - good.height != int(breaks or 0):
         return None
     physical = items.get_column("line").gather(rejected_items)
-    return good.get_column("line"), physical, records.height
+    blanks = items.filter(pl.col("blank")).get_column("line")
+    return good.get_column("line"), physical, records.height, blanks
 
 
 _DUCKDB_ERRORS = {
@@ -598,7 +598,7 @@ def _malformed_message(file: str, line: int, problem: str, options: CsvOptions, 
 
 def _python_records(
     plain: Path, *, file: str, options: CsvOptions, encoding: str, columns: Sequence[str], header_lines: int,
-) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+) -> tuple[pl.DataFrame, pl.DataFrame, int, pl.Series]:
     """The exact path: Python's csv module, record by record, with each record's first physical line."""
     text = plain.read_bytes().decode("utf-8-sig" if encoding == "utf-8" else "latin-1", errors="replace")
     lines = list(io.StringIO(text, newline=""))
@@ -608,6 +608,7 @@ def _python_records(
     good: list[list[str]] = []
     good_lines: list[int] = []
     bad: list[tuple[int, str, str]] = []
+    blanks: list[int] = []
     start = options.skip + header_lines
     while start < len(lines):
         reader = csv.reader(itertools.islice(lines, start, None), **dialect)
@@ -616,7 +617,8 @@ def _python_records(
             for record in reader:
                 first, consumed = start + consumed, reader.line_num
                 if not record:
-                    continue  # a blank line: not a row
+                    blanks.append(first + 1)  # a blank line: not a row
+                    continue
                 if len(record) != ncols:
                     raw = "".join(lines[first:start + consumed]).rstrip("\r\n")
                     problem = f"{len(record)} field{'s' if len(record) != 1 else ''} where the header has {ncols}"
@@ -639,7 +641,7 @@ def _python_records(
         pl.Series("_line", good_lines, dtype=pl.Int64), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"),
     )
     malformed = pl.DataFrame(bad, schema={"line": pl.Int64, "raw": pl.String, "message": pl.String}, orient="row")
-    return frame, malformed, len(good) + len(bad)
+    return frame, malformed, len(good) + len(bad), pl.Series("line", blanks, dtype=pl.Int64)
 
 
 def _read_parquet(path: Path, *, file: str) -> TextTable:
@@ -683,9 +685,9 @@ def _read_geojson(path: Path, *, file: str) -> TextTable:
     for number, feature in enumerate(doc["features"], start=1):
         if not isinstance(feature, dict) or feature.get("type") != "Feature" or not isinstance(
                 feature.get("properties") or {}, dict):
-            raw = json.dumps(feature)[:10_000]
-            bad.append((number, raw, f"{file}, feature {number}: not a GeoJSON Feature with properties "
-                                     f"(expected {{\"type\": \"Feature\", \"properties\": {{...}}, \"geometry\": ...}})"))
+            message = (f"{file}, feature {number}: not a GeoJSON Feature with properties "
+                       '(expected {"type": "Feature", "properties": {...}, "geometry": ...})')
+            bad.append((number, json.dumps(feature, ensure_ascii=False), message))
             continue
         row: dict[str, str | None] = {}
         if "id" in feature:
@@ -704,7 +706,7 @@ def _read_geojson(path: Path, *, file: str) -> TextTable:
             try:
                 row["geometry"] = shapely.geometry.shape(geometry).wkt
             except Exception:  # shapely raises many kinds for a malformed geometry  # noqa: BLE001
-                row["geometry"] = json.dumps(geometry)[:10_000]
+                row["geometry"] = json.dumps(geometry)  # not WKT: quarantined as bad_type
         for key in row:
             columns.setdefault(key, None)
         rows.append(row)

@@ -265,13 +265,14 @@ def _csv_options(table: Any, *, where: str, source: str) -> CsvOptions:
     _unknown_keys(table, known, where=where, section="csv.", source=source, what="CSV option")
     options: dict[str, Any] = {}
     delimiter = table.get("delimiter", ",")
-    if not isinstance(delimiter, str) or not 1 <= len(delimiter) <= 4 or any(c in delimiter for c in "\r\n"):
-        raise _fail(where, source, "csv.delimiter", f"{delimiter!r} is not 1 to 4 characters (no line break)")
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
+        raise _fail(where, source, "csv.delimiter", f"{delimiter!r} is not one character (other than a line break "
+                    "or a double quote)")
     options["delimiter"] = delimiter
     for key in ("quote", "escape"):
         if key in table:
             value = table[key]
-            if not isinstance(value, str) or len(value) > 1 or value in ("\r", "\n") or (value and value in delimiter):
+            if not isinstance(value, str) or len(value) > 1 or value in ("\r", "\n") or (value and value == delimiter):
                 raise _fail(where, source, f"csv.{key}", f"{value!r} is not one character (or empty), "
                             "other than the delimiter and line breaks")
             options[key] = value
@@ -514,8 +515,8 @@ def map_rows(
                         + [pl.col("__line").alias("_line"), pl.col("__idx").alias("_row")])
     warnings: tuple[str, ...] = ()
     if sm.repeat is not None:
-        warnings = (f"{file}: {inputs.height} input rows became {out.height + rejects.height} {sm.source} rows "
-                    f"(repeat = {sm.repeat})",)
+        warnings = ((f"{file}: {inputs.height} input rows became {out.height + rejects.height} {sm.source} rows "
+                     f"(repeat = {sm.repeat})"),)
     return Mapped(frame=mapped, rejects=rejects, rows_in=inputs.height, rows_out=out.height + rejects.height,
                   referenced=tuple(c for c in columns if c in referenced), warnings=warnings)
 

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from etl.contracts import FALSE_VALUES, REASONS, TRUE_VALUES, Column, DType, Source
+from etl.contracts import FALSE_VALUES, REASONS, TRUE_VALUES, Column, Source
 from etl.errors import ContractError
 
 #: One row per rejected input row; the loader appends `load_id` and lands it as `raw.quarantine`.

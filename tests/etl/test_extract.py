@@ -321,6 +321,7 @@ def test_the_duckdb_reader_agrees_with_the_exact_reader(tmp_path, name):
     assert auto.rows_read == exact.rows_read == auto.frame.height + auto.malformed.height
     assert auto.frame.equals(exact.frame)
     assert auto.malformed.get_column("line").to_list() == exact.malformed.get_column("line").to_list()
+    assert auto.warnings == exact.warnings
 
 
 def test_physical_lines_around_quoted_line_breaks(tmp_path):
@@ -328,6 +329,9 @@ def test_physical_lines_around_quoted_line_breaks(tmp_path):
     assert table.frame.get_column("_line").to_list() == [2, 5, 10, 12]
     assert table.frame.get_column("b").to_list() == ["x\ny", "p\n\nq\n", 'a "quoted" word', "x"]
     assert table.malformed.get_column("line").to_list() == [4, 11]
+    # the empty line inside the quoted value is part of it, not a blank line
+    assert table.warnings == read_table(tmp_path / "t.csv", exact=True).warnings == (
+        "t.csv: 1 blank line skipped (line 9)",)
     stray = read_table(write(tmp_path / "s.csv", TRICKY["stray quote and a break"]))
     assert stray.frame.get_column("_line").to_list() == [2, 3, 5]
     unclosed = read_table(write(tmp_path / "u.csv", TRICKY["unclosed quote"]))
