@@ -466,9 +466,10 @@ def map_rows(
                 items.append(f"CAST(({sm.columns[col]}) AS VARCHAR) AS {_ident(col)}")
                 referenced |= set(check_expression(sm.columns[col], where=where, source=sm.source,
                                                    key=f"columns.{col}", con=con))
-            elif col in sm.constants:
-                params[f"k{len(params)}"] = sm.constants[col]
-                items.append(f"CAST(${'k' + str(len(params) - 1)} AS VARCHAR) AS {_ident(col)}")
+            elif col in sm.constants:  # a parameter, never text pasted into the query
+                key = f"k{len(params)}"
+                params[key] = sm.constants[col]
+                items.append(f"CAST(${key} AS VARCHAR) AS {_ident(col)}")
         select = ", ".join(items)
         if sm.repeat is None:
             query = f"SELECT __idx, __line, {select} FROM input"

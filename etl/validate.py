@@ -138,8 +138,8 @@ def validate_rows(
             if col.required:
                 raise ContractError(f"{file}: column {col.name} is missing", file=file, column=col.name,
                                     expected=col.expectation())
-            text = pl.Series(col.name, [None] * n, dtype=pl.String)
-            value = pl.Series(col.name, [None] * n, dtype=POLARS_TYPES[col.dtype])
+            text = pl.Series(col.name, dtype=pl.String).extend_constant(None, n)
+            value = pl.Series(col.name, dtype=POLARS_TYPES[col.dtype]).extend_constant(None, n)
             is_bad = None
         texts[col.name], typed[col.name] = text, value
         if is_bad is not None:
