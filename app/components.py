@@ -17,7 +17,7 @@ def create_header() -> dmc.Group:
     links = [
         dmc.Anchor(page["name"], href=page["relative_path"], underline="never", c="dark", fw=500)
         for page in dash.page_registry.values()
-        if page.get("nav", True) and "path_template" not in page and page["path"] != "/404"
+        if page.get("nav", True) and page.get("path_template") is None
     ]
     return dmc.Group(
         [
@@ -94,7 +94,7 @@ def create_grid(grid_id: str, columns: list[tuple[str, str, str | None]], rows: 
         dag.AgGrid(
             id={"type": "grid", "grid": grid_id}, rowData=rows, columnDefs=defs, getRowId=f"params.data.{row_id}",
             defaultColDef={"flex": 1}, csvExportParams={"fileName": file_name},
-            dashGridOptions={"pagination": len(rows) > 25, "paginationPageSize": 25},
+            dashGridOptions={"pagination": len(rows) > 20, "paginationPageSize": 20},
             style={"height": f"{height}px"}, **grid_kwargs,
         ),
     ])

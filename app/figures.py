@@ -32,14 +32,15 @@ def map_view(bbox: Sequence[float], *, width_px: int = 640, height_px: int = MAP
     lat_rad = [math.radians(v) for v in (min_lat, max_lat)]
     merc = [math.log(math.tan(math.pi / 4 + r / 2)) for r in lat_rad]
     lat_span = max((merc[1] - merc[0]) * 180 / math.pi, 1e-4)
-    zoom = min(math.log2(360 * width_px / 256 / lon_span), math.log2(360 * height_px / 256 / lat_span)) - 0.15
+    # MapLibre draws the world 512 px wide at zoom 0; a fifth of a level keeps a margin round the outline.
+    zoom = min(math.log2(360 * width_px / 512 / lon_span), math.log2(360 * height_px / 512 / lat_span)) - 0.2
     return {"center": {"lon": (min_lon + max_lon) / 2, "lat": (min_lat + max_lat) / 2},
             "zoom": max(0.0, min(zoom, 18.0))}
 
 
 def _map_layout(fig: go.Figure, bbox: Sequence[float], *, height: int, tile_url: str | None,
-                title: str | None) -> go.Figure:
-    view = map_view(bbox, height_px=height)
+                title: str | None, width_px: int = 520) -> go.Figure:
+    view = map_view(bbox, width_px=width_px, height_px=height)
     map_args: dict = {"style": "white-bg", **view}
     if tile_url:
         map_args["layers"] = [{"below": "traces", "sourcetype": "raster", "source": [tile_url]}]
@@ -107,8 +108,12 @@ def value_experience_matrix(zones: pl.DataFrame, *, value_threshold: float, expe
         label, colour = QUADRANTS[name]
         fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, fillcolor=colour, opacity=0.07, line_width=0,
                       layer="below")
-        fig.add_annotation(x=(x0 + x1) / 2, y=y1 if y1 < y_max else y_max, text=f"<b>{name}</b>",
-                           showarrow=False, yanchor="top", font={"color": colour, "size": 13})
+    corners = {"invest": (0.01, 0.99, "left", "top"), "protect": (0.99, 0.99, "right", "top"),
+               "maintain": (0.99, 0.01, "right", "bottom"), "monitor": (0.01, 0.01, "left", "bottom")}
+    for name, (x, y, xanchor, yanchor) in corners.items():
+        fig.add_annotation(x=x, y=y, xref="paper", yref="paper", xanchor=xanchor, yanchor=yanchor, showarrow=False,
+                           text=f"<b>{name}</b>", font={"color": QUADRANTS[name][1], "size": 13},
+                           bgcolor="rgba(255,255,255,0.8)")
     size_ref = max(float(zones["subscribers"].max() or 1), 1.0)
     for name, (_, colour) in QUADRANTS.items():
         part = zones.filter(pl.col("quadrant") == name)

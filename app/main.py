@@ -35,8 +35,10 @@ def create_app(settings: Settings | None = None) -> Dash:
         suppress_callback_exceptions=True,
         update_title=None,
     )
-    for module in PAGES:
-        importlib.import_module(module)
+    for name in PAGES:
+        module = importlib.import_module(name)
+        # Dash fills in `layout` only for the pages it imports itself; these are imported as modules.
+        dash.page_registry[name]["layout"] = module.layout
     app.server.extensions["opencem.warehouse"] = WarehouseReader(settings.warehouse_dir)
     app.server.extensions["opencem.settings"] = settings
     app.layout = dmc.MantineProvider(

@@ -53,12 +53,15 @@ def freshness(db: WarehouseReader) -> pl.DataFrame:
                     "ORDER BY source")
 
 
-def zones_geojson(db: WarehouseReader) -> tuple[dict, tuple[float, float, float, float] | None]:
-    """Every zone's simplified outline as one FeatureCollection (feature id = zone_id), and the bounding box."""
+def zones_geojson(db: WarehouseReader, *, zone_id: str | None = None
+                  ) -> tuple[dict, tuple[float, float, float, float] | None]:
+    """Zone outlines (simplified) as one FeatureCollection (feature id = zone_id) and their bounding box:
+    every zone, or only `zone_id`."""
     if not db.has_table("staging.zones_map"):
         return {"type": "FeatureCollection", "features": []}, None
     df = db.query("SELECT zone_id, zone_name, geojson, bbox_min_lon, bbox_min_lat, bbox_max_lon, bbox_max_lat "
-                  "FROM staging.zones_map ORDER BY zone_id")
+                  "FROM staging.zones_map WHERE $zone IS NULL OR zone_id = $zone ORDER BY zone_id",
+                  {"zone": zone_id})
     features = [{"type": "Feature", "id": z, "properties": {"zone_id": z, "zone_name": n},
                  "geometry": json.loads(g)} for z, n, g in df.select("zone_id", "zone_name", "geojson").rows()]
     if df.height == 0:
@@ -78,7 +81,7 @@ def zone_revenue(db: WarehouseReader, p: Period, *, service: str | None, payment
     return db.query(
         """
         SELECT zone_id, sum(revenue) AS revenue, sum(usage_revenue) AS usage_revenue,
-               sum(fee_revenue) AS fee_revenue, sum(n_events) AS n_events
+               sum(fee_revenue) AS fee_revenue, sum(n_events)::DOUBLE AS n_events
         FROM marts.zone_daily
         WHERE date BETWEEN $start AND $end
           AND ($service IS NULL OR service = $service)
@@ -117,8 +120,8 @@ def headline(db: WarehouseReader, p: Period) -> dict[str, float | None]:
         "WHERE start_date <= ? AND (termination_date IS NULL OR termination_date > ?)", [p.end, p.start],
     )["n"][0]
     kpi = db.query(
-        "SELECT sum(available_s) AS a, sum(period_s) AS t, sum(hours_present) AS present, "
-        "sum(hours_expected) AS expected FROM marts.zone_kpi_daily WHERE date BETWEEN ? AND ?",
+        "SELECT sum(available_s) AS a, sum(period_s) AS t, sum(hours_present)::DOUBLE AS present, "
+        "sum(hours_expected)::DOUBLE AS expected FROM marts.zone_kpi_daily WHERE date BETWEEN ? AND ?",
         [p.start, p.end],
     )
     a, t = kpi["a"][0], kpi["t"][0]
@@ -173,7 +176,7 @@ def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[st
     df = db.query(
         """
         SELECT c.cell_id, c.site_id, c.technology, c.band_mhz, c.status, c.latitude, c.longitude,
-               sum(d.hours_present) AS hours_present, sum(d.hours_expected) AS hours_expected,
+               sum(d.hours_present)::DOUBLE AS hours_present, sum(d.hours_expected)::DOUBLE AS hours_expected,
                100 * sum(d.available_s) / nullif(sum(d.period_s), 0) AS availability_pct,
                sum(d.accessibility_pct * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.accessibility_pct IS NOT NULL
                    THEN d.traffic_volume_mb END), 0) AS accessibility_pct,
@@ -186,7 +189,7 @@ def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[st
                sum(d.prb_utilisation_pct * d.period_s) / nullif(sum(CASE WHEN d.prb_utilisation_pct IS NOT NULL
                    THEN d.period_s END), 0) AS prb_utilisation_pct,
                sum(d.traffic_volume_mb) AS traffic_volume_mb,
-               100 * sum(d.good_hours) / nullif(sum(d.hours_present), 0) AS experience_index
+               100.0 * sum(d.good_hours) / nullif(sum(d.hours_present), 0) AS experience_index
         FROM staging.cells c
         LEFT JOIN marts.cell_kpi_daily d ON d.cell_id = c.cell_id AND d.date BETWEEN ? AND ?
         WHERE c.zone_id = ?

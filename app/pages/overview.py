@@ -82,6 +82,7 @@ def layout(**kwargs) -> html.Div:
                     create_section("Value x experience", create_graph("ov-matrix"),
                                    description="Each zone a point; the quadrant says what to do."),
                     create_section("Where investment pays back", html.Div(id="ov-invest"),
+                                   create_invest_table(settings().currency),
                                    description="Revenue at stake x experience gap, top zones of the period."),
                 ],
                 cols=2, spacing="lg",
@@ -124,15 +125,18 @@ def create_cards(db, p: queries.Period, currency: str) -> list:
     return cards
 
 
-def create_invest_table(df: pl.DataFrame, currency: str) -> dag.AgGrid:
-    rows = df.head(15).with_columns(
+def invest_rows(df: pl.DataFrame) -> list[dict]:
+    return df.head(15).with_columns(
         pl.col("revenue_at_stake").round(0), pl.col("experience_index").round(1),
         pl.col("investment_score").round(0),
     ).select("invest_rank", "zone_id", "zone_name", "quadrant", "revenue_at_stake", "experience_index",
              "investment_score").to_dicts()
+
+
+def create_invest_table(currency: str) -> dag.AgGrid:
     return dag.AgGrid(
         id="ov-invest-grid",
-        rowData=rows,
+        rowData=[],
         columnDefs=[
             {"field": "invest_rank", "headerName": "#", "width": 60},
             {"field": "zone_name", "headerName": "Zone", "flex": 1},
@@ -160,6 +164,7 @@ def create_invest_table(df: pl.DataFrame, currency: str) -> dag.AgGrid:
     Output("ov-kpi-map", "figure"),
     Output("ov-matrix", "figure"),
     Output("ov-invest", "children"),
+    Output("ov-invest-grid", "rowData"),
     Input("ov-period", "value"),
     Input("ov-service", "value"),
     Input("ov-payment", "value"),
@@ -173,7 +178,7 @@ def update_overview(period_choice, service, payment, kpi_name):
         version = db.version.name
     except NoWarehouse as exc:
         empty = create_empty_state(str(exc), title="No warehouse yet")
-        return None, empty, [], "", {}, "", {}, {}, None
+        return None, empty, [], "", {}, "", {}, {}, None, []
     fresh = queries.freshness(db)
     as_of = fresh["as_of"].max() if fresh.height else None
     missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
@@ -182,7 +187,7 @@ def update_overview(period_choice, service, payment, kpi_name):
     p = queries.period(db, period_choice)
     if p is None:
         empty = create_empty_state("The warehouse has no days of revenue or KPIs loaded yet.")
-        return asof, empty, [], "", {}, "", {}, {}, None
+        return asof, empty, [], "", {}, "", {}, {}, None, []
 
     zones = queries.overview_zones(db, p, service=None if service == "all" else service,
                                    payment_type=None if payment == "all" else payment)
@@ -199,7 +204,7 @@ def update_overview(period_choice, service, payment, kpi_name):
         notices.append(create_notice(f"KPIs of {incomplete.height} zone(s) rest on incomplete hours: {names}{more}."))
     if not geojson["features"] or bbox is None:
         empty = create_empty_state("No zones are loaded, so there is no map to draw. Load a zones file.")
-        return asof, [*notices, empty], create_cards(db, p, cfg.currency), "", {}, "", {}, {}, None
+        return asof, [*notices, empty], create_cards(db, p, cfg.currency), "", {}, "", {}, {}, None, []
 
     kpi = KPIS[kpi_name]
     service_label = "all services" if service == "all" else SERVICE_LABELS[service]
@@ -210,7 +215,7 @@ def update_overview(period_choice, service, payment, kpi_name):
              ("experience_index", "experience index", ".1f"),
              (kpi_name, kpi.label + f" ({kpi.unit})", kpi.fmt),
              ("kpi_completeness", "share of hours present", ".0%")]
-    hover = list(dict.fromkeys(hover))
+    hover = list({c: (c, label, fmt) for c, label, fmt in hover}.values())  # one entry per column
     zones = zones.with_columns(pl.col(c).cast(pl.Float64) for c, _, _ in hover)
     rev_map = figures.zone_choropleth(
         zones, geojson, value="selected_revenue", colorbar_title=f"{cfg.currency}<br><sub>higher is more</sub>",
@@ -229,10 +234,10 @@ def update_overview(period_choice, service, payment, kpi_name):
     else:
         matrix = {}
     invest = queries.investment_list(db, p)
-    invest_view = (create_invest_table(invest, cfg.currency) if invest.height else
+    invest_note = (None if invest.height else
                    create_empty_state("No zone has both revenue and KPIs in this period to rank."))
     return (asof, notices, create_cards(db, p, cfg.currency), revenue_title, rev_map, kpi_title, kpi_map, matrix,
-            invest_view)
+            invest_note, invest_rows(invest))
 
 
 def queries_period_label(p: queries.Period) -> str:

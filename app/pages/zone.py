@@ -46,9 +46,14 @@ def layout(zone_id: str | None = None, **kwargs) -> html.Div:
             dmc.Anchor("back to the overview", href="/", size="sm"),
         ], justify="space-between", mt="xs"),
         html.Div(id="zone-body"),
-        dmc.Select(id="zone-kpi", value=kpi, w=220, allowDeselect=False, mt="sm",
-                   data=[{"value": k, "label": v.label} for k, v in KPIS.items()]),
-        create_graph("zone-kpi-trend"),
+        create_section(
+            "KPI trend",
+            dmc.Select(id="zone-kpi", value=kpi, w=220, allowDeselect=False,
+                       data=[{"value": k, "label": v.label} for k, v in KPIS.items()]),
+            create_graph("zone-kpi-trend"),
+            description="Daily value over the zone's cell-hours, with the share of hours present on hover.",
+        ),
+        html.Div(id="zone-body-cells"),
     ])
 
 
@@ -69,6 +74,7 @@ def _reasons(row: dict, thresholds: dict[str, float]) -> list[str]:
     Output("zone-title", "children"),
     Output("zone-asof", "children"),
     Output("zone-body", "children"),
+    Output("zone-body-cells", "children"),
     Input("zone-period", "value"),
     State("zone-id", "data"),
 )
@@ -79,7 +85,7 @@ def update_zone(period_choice, zone_id):
     try:
         version = db.version.name
     except NoWarehouse as exc:
-        return dmc.Title("Zone", order=2), None, create_empty_state(str(exc), title="No warehouse yet")
+        return dmc.Title("Zone", order=2), None, create_empty_state(str(exc), title="No warehouse yet"), None
     fresh = queries.freshness(db)
     as_of = fresh["as_of"].max() if fresh.height else None
     missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
@@ -90,7 +96,7 @@ def update_zone(period_choice, zone_id):
         title = dmc.Title(f"Zone {zone_id}", order=2)
         return title, asof, create_empty_state(
             f"There is no zone {zone_id} in the warehouse, or no data for it in this period.",
-            title="Unknown zone")
+            title="Unknown zone"), None
 
     thresholds = cfg.kpi_thresholds
     quadrant = row.get("quadrant")
@@ -132,13 +138,9 @@ def update_zone(period_choice, zone_id):
                     if revenue.height else create_empty_state("No revenue recorded in this zone in the period."))
 
     cells = queries.zone_cells(db, zone_id, p, thresholds)
-    geojson, _ = queries.zones_geojson(db)
-    zone_geo = {"type": "FeatureCollection", "features": [f for f in geojson["features"] if f["id"] == zone_id]}
+    zone_geo, bbox = queries.zones_geojson(db, zone_id=zone_id)
     if cells.height:
         located = cells.filter(pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null())
-        lons = located["longitude"].to_list()
-        lats = located["latitude"].to_list()
-        bbox = (min(lons), min(lats), max(lons), max(lats)) if lons else None
         cell_map = (create_graph("zone-cells-map", figures.cells_map(located, zone_geo, bbox=bbox,
                                                                      tile_url=cfg.tile_url))
                     if bbox else create_empty_state("The zone's cells have no coordinates."))
@@ -170,11 +172,13 @@ def update_zone(period_choice, zone_id):
         cards,
         create_section("Why this zone ranks where it does", why),
         create_section("Revenue per service", revenue_view),
+    ])
+    lower = html.Div([
         create_section("Cells", cell_view, description="KPIs over the period, weighted by time or traffic."),
         create_section("Investment ranking across all zones", invest_view,
                        description="Revenue at stake x experience gap; this zone is highlighted."),
     ])
-    return title, asof, body
+    return title, asof, body, lower
 
 
 @callback(
