@@ -270,11 +270,15 @@ def _read_csv(path: Path, *, file: str, options: CsvOptions, exact: bool = False
         con = private_connection(files=True)
         try:
             warnings: list[str] = []
-            encoding, blank = _line_pass(con, plain, file=file, options=options, warnings=warnings)
-            columns, header_lines = _header(plain, file=file, options=options, encoding=encoding)
+            guess = _guess_encoding(plain, options=options)
+            columns, header_lines = _header(plain, file=file, options=options, encoding=guess)
+            encoding, info = _line_pass(con, plain, file=file, options=options, warnings=warnings,
+                                        ncols=len(columns))
+            if encoding != guess:
+                columns, header_lines = _header(plain, file=file, options=options, encoding=encoding)
             if header_lines <= 1 and not exact:
                 fast = _duckdb_records(con, plain, file=file, options=options, encoding=encoding,
-                                       columns=columns, header_lines=header_lines, blank=blank)
+                                       columns=columns, header_lines=header_lines, info=info)
             else:
                 fast = None
             if fast is None:
@@ -325,20 +329,43 @@ def _plain_file(path: Path, tmp: Path, *, file: str) -> Path:
     return out
 
 
+def _guess_encoding(plain: Path, *, options: CsvOptions) -> str:
+    """The encoding to read the header with (the line pass decides for the whole file)."""
+    if options.encoding != "auto":
+        return options.encoding
+    with open(plain, "rb") as fh:
+        head = fh.read(_HEAD_BYTES)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not merely a character cut at the end of the read
+            return "latin-1"
+    return "utf-8"
+
+
 def _line_pass(
     con: duckdb.DuckDBPyConnection, plain: Path, *, file: str, options: CsvOptions, warnings: list[str],
-) -> tuple[str, pl.Series]:
-    """One cheap pass over the physical lines: which are blank, and the encoding (UTF-8, else Latin-1)."""
+    ncols: int,
+) -> tuple[str, pl.DataFrame]:
+    """One cheap pass over the physical lines: the encoding (UTF-8, else Latin-1), which lines are blank,
+    and the text of the few lines whose field count DuckDB cannot be trusted with.
+
+    DuckDB's reader accepts a row with extra empty fields at its end (`1,2,3,,` for three columns) as a
+    good row: the lines ending with the delimiter that have too many delimiters (or quotes, which only
+    a real CSV parser can count through) come back as `suspect` so their fields are counted exactly.
+    """
     encoding = "latin-1" if options.encoding == "latin-1" else "utf-8"
     query = (
-        "SELECT l IS NULL AS blank FROM read_csv($path, columns = $columns, header = false, "
-        "auto_detect = false, delim = $delim, quote = '', escape = '', encoding = $encoding, "
-        "strict_mode = false, null_padding = false, max_line_size = $max_line)"
+        "SELECT l IS NULL AS blank, CASE WHEN suffix(l, $delim) AND ((length($quote) > 0 AND contains(l, $quote)) "
+        "OR length(l) - length(replace(l, $delim, '')) + 1 > $ncols) THEN l END AS suspect "
+        "FROM read_csv($path, columns = $columns, header = false, auto_detect = false, delim = $line_delim, "
+        "quote = '', escape = '', encoding = $encoding, strict_mode = false, null_padding = false, "
+        "max_line_size = $max_line)"
     )
-    params = {"path": str(plain), "columns": {"l": "VARCHAR"}, "delim": _LINE_DELIM, "encoding": encoding,
-              "max_line": _MAX_LINE_BYTES}
+    params = {"path": str(plain), "columns": {"l": "VARCHAR"}, "line_delim": _LINE_DELIM, "encoding": encoding,
+              "max_line": _MAX_LINE_BYTES, "delim": options.delimiter, "quote": options.quote, "ncols": ncols}
     try:
-        blank = con.sql(query, params=params).pl().get_column("blank")
+        info = con.sql(query, params=params).pl()
     except duckdb.Error as exc:
         text = str(exc)
         if encoding == "utf-8" and ("utf-8" in text.lower() or "unicode" in text.lower()):
@@ -352,12 +379,12 @@ def _line_pass(
             params["encoding"] = encoding
             warnings.append(f"{file}: read as Latin-1 (the file is not valid UTF-8{at})")
             try:
-                blank = con.sql(query, params=params).pl().get_column("blank")
+                info = con.sql(query, params=params).pl()
             except duckdb.Error as exc2:
                 raise _unreadable(file, exc2) from exc2
         else:
             raise _unreadable(file, exc) from exc
-    return encoding, blank
+    return encoding, info
 
 
 def _unreadable(file: str, exc: Exception) -> ContractError:
@@ -388,6 +415,9 @@ def _header_of(head: bytes, *, file: str, options: CsvOptions, encoding: str) ->
                             expected="a header line naming the columns") from exc
     if not names or all(not n.strip() for n in names):
         raise ContractError(f"{file}: empty file, no header (line {options.skip + 1} is blank)", file=file,
+                            row=options.skip + 1, expected="a header line naming the columns")
+    if len(head) >= _HEAD_BYTES and reader.line_num >= len(lines):
+        raise ContractError(f"{file}: the header does not end within its first {_HEAD_BYTES >> 20} MiB", file=file,
                             row=options.skip + 1, expected="a header line naming the columns")
     columns = [n.strip() or f"column{i}" for i, n in enumerate(names)]
     _check_names(columns, file=file, row=options.skip + 1)
@@ -468,7 +498,7 @@ def _dialect(options: CsvOptions) -> dict:
 
 def _duckdb_records(
     con: duckdb.DuckDBPyConnection, plain: Path, *, file: str, options: CsvOptions, encoding: str,
-    columns: Sequence[str], header_lines: int, blank: pl.Series,
+    columns: Sequence[str], header_lines: int, info: pl.DataFrame,
 ) -> tuple[pl.DataFrame, pl.DataFrame, int, pl.Series] | None:
     """The values (text) and the rejected lines by DuckDB, with physical lines: (rows, malformed rows,
     rows read, blank lines). None if lines cannot be matched to records exactly: the exact path then."""
@@ -493,6 +523,7 @@ def _duckdb_records(
     except duckdb.Error:
         return None
     first_data = options.skip + header_lines + 1
+    blank = info.get_column("blank")
     data_lines = (blank.slice(first_data - 1).not_().arg_true() + first_data).cast(pl.Int64)
     reject_lines = errors.get_column("line").cast(pl.Int64)
     if data_lines.len() == frame.height + errors.height and reject_lines.is_in(data_lines.implode()).all():
@@ -500,22 +531,54 @@ def _duckdb_records(
         good_lines = data_lines.filter(~data_lines.is_in(reject_lines.implode())) if errors.height else data_lines
         rows_read = data_lines.len()
         blanks = (blank.slice(first_data - 1).arg_true() + first_data).cast(pl.Int64)
+        suspects = info.select((pl.int_range(pl.len(), dtype=pl.Int64) + 1).alias("line"), pl.col("suspect")) \
+            .filter(pl.col("suspect").is_not_null()).rename({"suspect": "text"})
     else:
         matched = _lines_by_quotes(con, plain, options=options, encoding=encoding, first_data=first_data,
-                                   frame=frame, reject_lines=reject_lines)
+                                   frame=frame, reject_lines=reject_lines, info=info)
         if matched is None:
             return None
-        good_lines, physical, rows_read, blanks = matched
+        good_lines, physical, rows_read, blanks, suspects = matched
         errors = errors.with_columns(physical.alias("line"))
-    frame = frame.with_columns(good_lines.alias("_line"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     malformed = _describe_duckdb_rejects(errors, file=file, options=options, ncols=len(columns))
+    frame = frame.with_columns(good_lines.alias("_line"))
+    frame, truncated = _drop_truncated(frame, suspects, file=file, options=options, ncols=len(columns))
+    if truncated.height:
+        malformed = pl.concat([malformed, truncated]).sort("line")
+    frame = frame.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     return frame, malformed, rows_read, blanks
+
+
+def _drop_truncated(
+    frame: pl.DataFrame, suspects: pl.DataFrame, *, file: str, options: CsvOptions, ncols: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Good rows whose record ends with the delimiter are counted exactly: DuckDB drops empty fields at the
+    end of a row, so `1,2,3,,` would pass as three columns. Those are malformed rows, not good ones."""
+    candidates = suspects.filter(pl.col("line").is_in(frame.get_column("_line").implode()))
+    bad = []
+    for line, text in candidates.iter_rows():
+        n = _count_fields(text, options=options)
+        if n != ncols:
+            problem = f"{n} field{'s' if n != 1 else ''} where the header has {ncols}"
+            bad.append((line, text, _malformed_message(file, line, problem, options, ncols)))
+    truncated = pl.DataFrame(bad, schema={"line": pl.Int64, "raw": pl.String, "message": pl.String}, orient="row")
+    if truncated.height:
+        frame = frame.filter(~pl.col("_line").is_in(truncated.get_column("line").implode()))
+    return frame, truncated
+
+
+def _count_fields(text: str, *, options: CsvOptions) -> int:
+    """The number of fields of one record (its text may span lines), as RFC 4180 counts them."""
+    try:
+        return len(next(csv.reader(io.StringIO(text, newline=""), **{**_dialect(options), "strict": False})))
+    except (csv.Error, StopIteration):
+        return -1
 
 
 def _lines_by_quotes(
     con: duckdb.DuckDBPyConnection, plain: Path, *, options: CsvOptions, encoding: str, first_data: int,
-    frame: pl.DataFrame, reject_lines: pl.Series,
-) -> tuple[pl.Series, pl.Series, int, pl.Series] | None:
+    frame: pl.DataFrame, reject_lines: pl.Series, info: pl.DataFrame,
+) -> tuple[pl.Series, pl.Series, int, pl.Series, pl.DataFrame] | None:
     """Physical lines when quoted values hold line breaks, still without a loop per row.
 
     A line starts a record when the quotes before it are balanced. DuckDB numbers a record (and a blank
@@ -532,6 +595,8 @@ def _lines_by_quotes(
         params={"path": str(plain), "columns": {"l": "VARCHAR"}, "delim": _LINE_DELIM, "encoding": encoding,
                 "max_line": _MAX_LINE_BYTES},
     ).pl().get_column("l").slice(first_data - 1)
+    if lines.len() != info.height - (first_data - 1):
+        return None
     escape = options.escape if options.escape is not None else options.quote
     text = lines
     if escape != options.quote:
@@ -561,7 +626,14 @@ def _lines_by_quotes(
         return None
     physical = items.get_column("line").gather(rejected_items)
     blanks = items.filter(pl.col("blank")).get_column("line")
-    return good.get_column("line"), physical, records.height, blanks
+    # records whose last line ends with the delimiter: their whole text, for an exact field count
+    suspect = info.get_column("suspect").slice(first_data - 1)
+    last = (good.get_column("line") + good.get_column("span") - 1 - first_data).cast(pl.Int64)
+    ends = good.filter(suspect.gather(last).is_not_null())
+    texts = ["\n".join(lines.slice(start - first_data, span).fill_null("").to_list())
+             for start, span in ends.select("line", "span").iter_rows()]
+    suspects = pl.DataFrame({"line": ends.get_column("line"), "text": pl.Series(texts, dtype=pl.String)})
+    return good.get_column("line"), physical, records.height, blanks, suspects
 
 
 _DUCKDB_ERRORS = {

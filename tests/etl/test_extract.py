@@ -311,6 +311,8 @@ TRICKY = {
     "rejected record with a break": 'a,b,c\n1,"x\ny"\n2,x,y\n',
     "stray quote and a break": 'a,b,c\n1,ab"c,d\n2,"x\ny",z\n3,x,y\n',
     "unclosed quote": 'a,b,c\n1,x,y\n2,"x,y\n3,x,y\n4,x,y\n',
+    "trailing delimiters": 'a,b,c\n1,2,\n1,2,,\n1,2,,,\n"1,",2,3,\n"1,",2,\n1,2,3\n',
+    "trailing delimiters and breaks": 'a,b,c\n1,"x\ny",\n1,"x\ny",,\n2,"x\ny,",z\n3,x,\n4,x,,\n',
 }
 
 
@@ -322,6 +324,17 @@ def test_the_duckdb_reader_agrees_with_the_exact_reader(tmp_path, name):
     assert auto.frame.equals(exact.frame)
     assert auto.malformed.get_column("line").to_list() == exact.malformed.get_column("line").to_list()
     assert auto.warnings == exact.warnings
+
+
+def test_extra_empty_fields_at_the_end_are_malformed_not_dropped(tmp_path):
+    """DuckDB alone reads `1,2,,,` as three columns; the extract counts the fields and rejects the row."""
+    table = read_table(write(tmp_path / "t.csv", TRICKY["trailing delimiters"]))
+    assert table.frame.get_column("_line").to_list() == [2, 6, 7]
+    assert table.malformed.select("line", "raw").rows() == [(3, "1,2,,"), (4, "1,2,,,"), (5, '"1,",2,3,')]
+    assert table.malformed.get_column("message").to_list()[1].startswith("t.csv, line 4: 5 fields where the header has 3")
+    breaks = read_table(write(tmp_path / "b.csv", TRICKY["trailing delimiters and breaks"]))
+    assert breaks.frame.get_column("_line").to_list() == [2, 6, 8]
+    assert breaks.malformed.get_column("line").to_list() == [4, 9]
 
 
 def test_physical_lines_around_quoted_line_breaks(tmp_path):
@@ -337,3 +350,36 @@ def test_physical_lines_around_quoted_line_breaks(tmp_path):
     unclosed = read_table(write(tmp_path / "u.csv", TRICKY["unclosed quote"]))
     assert unclosed.frame.get_column("_line").to_list() == [2, 4, 5]
     assert unclosed.malformed.get_column("line").to_list() == [3]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_readers_agree_on_random_messy_files(tmp_path, seed):
+    """Seeded random files mixing short and long rows, blank lines, quoted commas, doubled quotes and quoted
+    line breaks: the DuckDB reader and the exact reader give the same rows, lines and rejects."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["x", "", "a b", '"q,c"', '"dq ""in"" side"', '"br\nk"', '"two\n\nbreaks"', "7.5", "ü"]
+    weights = [8, 3, 3, 2, 2, 1 if seed % 3 else 0, 1 if seed % 3 else 0, 3, 1]
+    lines = ["a,b,c,d"]
+    for _ in range(rng.randint(5, 60)):
+        kind = rng.random()
+        if kind < 0.08:
+            lines.append("")
+        else:
+            n = 4 if kind < 0.85 else rng.choice([1, 2, 3, 5, 6])
+            lines.append(",".join(rng.choices(pieces, weights, k=n)))
+    text = "\n".join(lines) + ("\n" if seed % 2 else "")
+    path = write(tmp_path / "r.csv", text)
+    auto, exact = read_table(path), read_table(path, exact=True)
+    assert auto.rows_read == exact.rows_read == auto.frame.height + auto.malformed.height
+    assert auto.frame.equals(exact.frame)
+    assert auto.malformed.get_column("line").to_list() == exact.malformed.get_column("line").to_list()
+    assert auto.warnings == exact.warnings
+
+
+def test_many_malformed_lines_are_all_kept(tmp_path):
+    text = HEADER + "\n" + "\n".join(row(i) if i % 2 else "short,row" for i in range(1, 20001)) + "\n"
+    result = conserved(extract_file(write(tmp_path / "charging.csv", text), "charging"))
+    assert (result.rows_read, result.good.height, result.rejects.height) == (20000, 10000, 10000)
+    assert result.rejects.get_column("line").to_list() == list(range(3, 20002, 2))
