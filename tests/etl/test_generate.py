@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ def files_of(folder: Path, source: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if (s := source_for_file(p)) is not None and s.name == source)
 
 
+@lru_cache(maxsize=64)
 def read_source(folder: Path, source: str) -> pl.DataFrame:
     """Every value as text (empty = null), with the file name; zones come from the GeoJSON properties."""
     if source == "zones":
@@ -82,20 +84,26 @@ def read_source(folder: Path, source: str) -> pl.DataFrame:
     return pl.concat(frames, how="vertical")
 
 
+@lru_cache(maxsize=4)
 def read_charging(folder: Path) -> tuple[pl.DataFrame, list[tuple[str, int, str]]]:
-    """Well-formed charging rows as text (with file, line and raw line) and the malformed lines."""
-    rows, malformed, header = [], [], None
+    """Well-formed charging rows as text (with file, line and raw line) and the malformed lines.
+
+    Split by hand, not by a CSV reader: a line with the wrong number of fields must be seen, not mended
+    (charging values never hold commas or quotes).
+    """
+    frames, malformed = [], []
     for p in files_of(folder, "charging"):
         lines = read_bytes(p).decode().splitlines()
         header = lines[0].split(",")
-        for i, line in enumerate(lines[1:], start=2):
-            fields = line.split(",")
-            if len(fields) != len(header):
-                malformed.append((p.name, i, line))
-            else:
-                rows.append([f if f != "" else None for f in fields] + [p.name, i, line])
-    df = pl.DataFrame(rows, schema=[*header, "_file", "_line", "_raw"], orient="row")
-    return df, malformed
+        raw = pl.Series("_raw", lines[1:], dtype=pl.String)
+        parts = raw.str.split(",")
+        ok = parts.list.len() == len(header)
+        lineno = pl.Series("_line", np.arange(2, len(lines) + 1))
+        malformed += [(p.name, int(i), r) for i, r in zip(lineno.filter(~ok), raw.filter(~ok))]
+        fields = parts.filter(ok).list.to_struct(fields=header).struct.unnest()
+        frames.append(fields.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)) for c in header).with_columns(
+            _file=pl.lit(p.name), _line=lineno.filter(ok), _raw=raw.filter(ok)))
+    return pl.concat(frames, how="vertical"), malformed
 
 
 def _parse(s: pl.Series, dtype: str) -> tuple[pl.Series, pl.Series]:
@@ -155,6 +163,7 @@ def violations(df: pl.DataFrame, source: Source) -> Counter:
     return +out
 
 
+@lru_cache(maxsize=4)
 def valid_charging(folder: Path) -> pl.DataFrame:
     """Charging rows that pass validation (known cells, parseable times, amounts in range), each usage_id once."""
     ch, _ = read_charging(folder)
