@@ -28,8 +28,21 @@ from etl.errors import UsageError
 from etl.generate_io import AppendingCsv, iso_dates, write_geojson
 from etl.generate_sim import AFFECTED_RULE, DAY_S, NO_END, Simulation, _dt, _ids, _pick
 from etl.generate_world import (
-    FIRST_NAMES, LAST_NAMES, OFFERINGS, PAYMENT, SEGMENTS, STREETS, Base, City, Network, build_base, build_city,
-    build_network, default_zones, km_to_lonlat, msisdn_numbers, rng_for,
+    FIRST_NAMES,
+    LAST_NAMES,
+    OFFERINGS,
+    PAYMENT,
+    SEGMENTS,
+    STREETS,
+    City,
+    Network,
+    build_base,
+    build_city,
+    build_network,
+    default_zones,
+    km_to_lonlat,
+    msisdn_numbers,
+    rng_for,
 )
 
 #: The fixed default start of the window, so the committed sample is stable.
@@ -64,12 +77,15 @@ def generate(out: Path, *, customers: int = 3000, days: int = 28, seed: int = 7,
 
     sim = Simulation(seed=seed, start=start, days=days, city=city, net=net, base=base, out=out, compress=compress,
                      log=say)
-    sim.prepare()
-    for d in range(days):
-        sim.run_day(d)
-        if d == days - 1 or d % 7 == 6:
-            say(f"day {d + 1}/{days}: {sim.rows['charging']} charging rows so far "
-                f"({time.perf_counter() - t0:.1f}s)")
+    try:
+        sim.prepare()
+        for d in range(days):
+            sim.run_day(d)
+            if d == days - 1 or d % 7 == 6:
+                say(f"day {d + 1}/{days}: {sim.rows['charging']} charging rows so far "
+                    f"({time.perf_counter() - t0:.1f}s)")
+    finally:
+        sim.writer.close()
 
     rows = _write_snapshots(out, sim)
     rows.update(sim.rows)
@@ -85,7 +101,7 @@ def generate(out: Path, *, customers: int = 3000, days: int = 28, seed: int = 7,
 
 
 def _write_snapshots(out: Path, sim: Simulation) -> dict[str, int]:
-    city, net, base = sim.city, sim.net, sim.base
+    city, net = sim.city, sim.net
     rows = {
         "zones": _write_zones(out, city),
         "sites": _write_sites(out, sim),
@@ -297,7 +313,7 @@ def _truth(sim: Simulation, *, customers: int, days: int, seed: int, zones: int 
             "raised_at": ts(o.start_s),
             "cleared_at": ts(o.end_s),
             "affected_customer_ids": cust_ids.gather(pl.Series(affected)).to_list(),
-            "affected_customers": int(len(affected)),
+            "affected_customers": len(affected),
             "outage_tickets": int(sim.outage_tickets[k]),
             "rule": AFFECTED_RULE,
         })

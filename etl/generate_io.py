@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,8 @@ import polars as pl
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 GZIP_LEVEL = 6
+#: Files of at least this many rows are compressed at level 1: zlib's level 6 would dominate big runs.
+BIG_FILE_ROWS = 1_000_000
 #: At most this many places per file receive inserted lines.
 INSERT_SLOTS = 48
 
@@ -80,10 +83,10 @@ def write_csv_file(path: Path, df: pl.DataFrame, *, compress: bool,
     groups: dict[int, list[str]] = {}
     for pos, line in sorted(inserts, key=lambda t: t[0]):
         groups.setdefault(min(df.height, (max(pos, 0) // slot) * slot), []).append(line)
-    raw = open(path, "wb")
-    try:
+    with open(path, "wb") as raw:
+        level = GZIP_LEVEL if df.height < BIG_FILE_ROWS else 1
         sink: BinaryIO = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                       compresslevel=GZIP_LEVEL) if compress else raw
+                                       compresslevel=level) if compress else raw
         try:
             _csv(df.head(0), sink, header=True)
             prev = 0
@@ -97,9 +100,36 @@ def write_csv_file(path: Path, df: pl.DataFrame, *, compress: bool,
         finally:
             if compress:
                 sink.close()
-    finally:
-        raw.close()
     return df.height + len(inserts)
+
+
+class BackgroundWriter:
+    """Writes files on one worker thread so compression overlaps the next day's work.
+
+    `drain()` waits for everything submitted; the simulation drains once per day, so at most one day's
+    frames are held besides the day being built (memory stays bounded whatever the number of days).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencem-writer")
+        self._pending: list[Future] = []
+
+    def submit(self, path: Path, df: pl.DataFrame, *, compress: bool,
+               inserts: Sequence[tuple[int, str]] = ()) -> int:
+        """Queue one file; returns the number of data lines it will hold."""
+        self._pending.append(self._pool.submit(write_csv_file, path, df, compress=compress, inserts=list(inserts)))
+        return df.height + len(inserts)
+
+    def drain(self) -> None:
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()  # re-raises a failed write here
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 class AppendingCsv:

@@ -11,18 +11,45 @@ import calendar
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from etl.generate_io import AppendingCsv, daily_name, iso_dates, iso_timestamps, render_lines, write_csv_file
+from etl.generate_io import (
+    AppendingCsv,
+    BackgroundWriter,
+    daily_name,
+    iso_timestamps,
+    render_lines,
+)
 from etl.generate_world import (
-    DATA_MEDIAN_MB, DATA_SIGMA, NO_END, OFFERINGS, OOB_DATA_CAP, OOB_DATA_MB, OOB_SMS, OOB_VOICE_MIN,
-    PREPAID_DATA_CAP, PREPAID_DATA_MB, PREPAID_SMS, PREPAID_VOICE_MIN, ROAMING_DATA_CAP, ROAMING_DATA_MB,
-    ROAMING_VOICE_MIN, SERVICE_P, SERVICES, VAS_PRICES, VOICE_MEDIAN_S, VOICE_SIGMA, Base, City, Network,
-    expected_event_amount, rng_for,
+    DATA_MEDIAN_MB,
+    DATA_SIGMA,
+    NO_END,
+    OFFERINGS,
+    OOB_DATA_CAP,
+    OOB_DATA_MB,
+    OOB_SMS,
+    OOB_VOICE_MIN,
+    PREPAID_DATA_CAP,
+    PREPAID_DATA_MB,
+    PREPAID_SMS,
+    PREPAID_VOICE_MIN,
+    ROAMING_DATA_CAP,
+    ROAMING_DATA_MB,
+    ROAMING_VOICE_MIN,
+    SERVICE_P,
+    SERVICES,
+    VAS_PRICES,
+    VOICE_MEDIAN_S,
+    VOICE_SIGMA,
+    Base,
+    City,
+    Network,
+    expected_event_amount,
+    rng_for,
 )
 
 DAY_S = 86_400
@@ -148,10 +175,6 @@ class Planted:
     alarms_on_unknown_resources: int = 0
 
 
-def _iso(start_epoch: int, s: int | None) -> str | None:
-    return None if s is None else datetime.utcfromtimestamp(start_epoch + s).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> pl.Series:
     """`prefix` + zero-padded numbers, built column-wise."""
     s = pl.Series(numbers.astype(np.int64)).cast(pl.String).str.zfill(width)
@@ -195,6 +218,7 @@ class Simulation:
         self.rows: dict[str, int] = {s: 0 for s in ("charging", "topups", "tickets", "kpi_hourly", "alarms",
                                                     "bills")}
         self.dup_lines: list[str] = []
+        self.writer = BackgroundWriter()
         self.sub_w = max(7, len(str(n + 1000)))
         self.cust_w = max(7, len(str(self.n_cust + 1000)))
         self.usage_w = max(7, len(str(int(n * 12))))
@@ -437,14 +461,14 @@ class Simulation:
         out_min = unavailable.sum(axis=1) / 60
         badness = (np.clip((drop_day - 1.0) / 1.5, 0, 2) + np.clip((15 - tput_day) / 10, 0, 1.5)
                    + np.clip(out_min / 120, 0, 3))
-        return dict(
-            availability_pct=availability, accessibility_pct=accessibility, drop_rate_pct=drop,
-            dl_throughput_mbps=throughput, latency_ms=latency, prb_utilisation_pct=prb,
-            traffic_volume_mb=volume, voice_traffic_erl=voice, unavailable_time_s=unavailable,
-            rrc_setup_attempts=att, rrc_setup_successes=rrc_succ, erab_setup_attempts=erab_att,
-            erab_setup_successes=erab_succ, erab_releases=erab_succ, erab_abnormal_releases=abnormal,
-            dl_active_time_s=active, badness=badness, outage_s=unavailable.sum(axis=1),
-        )
+        return {
+            "availability_pct": availability, "accessibility_pct": accessibility, "drop_rate_pct": drop,
+            "dl_throughput_mbps": throughput, "latency_ms": latency, "prb_utilisation_pct": prb,
+            "traffic_volume_mb": volume, "voice_traffic_erl": voice, "unavailable_time_s": unavailable,
+            "rrc_setup_attempts": att, "rrc_setup_successes": rrc_succ, "erab_setup_attempts": erab_att,
+            "erab_setup_successes": erab_succ, "erab_releases": erab_succ, "erab_abnormal_releases": abnormal,
+            "dl_active_time_s": active, "badness": badness, "outage_s": unavailable.sum(axis=1),
+        }
 
     def _kpi_day(self, d: int, live: np.ndarray, weekend: bool, token: str) -> dict[str, np.ndarray]:
         rng = rng_for(self.seed, "kpi", d)
@@ -474,7 +498,7 @@ class Simulation:
             v = k[name].T.ravel()[keep]
             cols[name] = pl.Series(v.astype(np.int64)) if name in ints else pl.Series(v, nan_to_null=True)
         df = pl.DataFrame(cols)
-        self.rows["kpi_hourly"] += write_csv_file(self.out / daily_name("kpi_hourly", token, compress=self.compress),
+        self.rows["kpi_hourly"] += self.writer.submit(self.out / daily_name("kpi_hourly", token, compress=self.compress),
                                                   df, compress=self.compress)
         full_bad = np.zeros(len(self.net.cell_ids))
         full_bad[self.cell_is] = k["badness"]
@@ -587,7 +611,7 @@ class Simulation:
         inserts = self._planted_charging(d, token, live, df, t)
         inserts += [(df.height, line) for line in self._pick_duplicates(d, df)]
         name = daily_name("charging", token, compress=self.compress)
-        self.rows["charging"] += write_csv_file(self.out / name, df, compress=self.compress, inserts=inserts)
+        self.rows["charging"] += self.writer.submit(self.out / name, df, compress=self.compress, inserts=inserts)
 
     def _billed(self, d: int) -> bool:
         """Postpaid usage is on a bill once its month's bill (dated the 1st of the next month) is out."""
@@ -814,7 +838,7 @@ class Simulation:
         for c, cnt in zip(*np.unique(category, return_counts=True)):
             self.tickets_by_category[TICKET_CATEGORIES[c]] = self.tickets_by_category.get(TICKET_CATEGORIES[c], 0) \
                 + int(cnt)
-        self.rows["tickets"] += write_csv_file(self.out / daily_name("tickets", token, compress=self.compress), df,
+        self.rows["tickets"] += self.writer.submit(self.out / daily_name("tickets", token, compress=self.compress), df,
                                                compress=self.compress)
         self.tickets_recent *= 0.93
         np.add.at(self.tickets_recent, subs, 1.0)
@@ -845,7 +869,7 @@ class Simulation:
             "channel": _pick(("retail", "online", "app", "voucher", "bank", "ussd"), channel),
             "currency": pl.Series(["EUR"] * k, dtype=pl.String),
         })
-        self.rows["topups"] += write_csv_file(self.out / daily_name("topups", token, compress=self.compress), df,
+        self.rows["topups"] += self.writer.submit(self.out / daily_name("topups", token, compress=self.compress), df,
                                               compress=self.compress)
 
     # ---------------------------------------------------------------------------------------- alarms
@@ -858,14 +882,14 @@ class Simulation:
         groups: list[dict] = []
         todays = [o for o in self.outages if day0 <= o.start_s < day0 + DAY_S]
         if todays:
-            groups.append(dict(
-                id=[o.alarm_id for o in todays], obj=[net.site_ids[o.site] for o in todays],
-                kind=["site"] * len(todays), atype=[o.alarm_type for o in todays],
-                severity=["critical"] * len(todays), cause=[o.probable_cause for o in todays],
-                problem=[o.specific_problem for o in todays], sa=[True] * len(todays),
-                raised=np.array([o.start_s for o in todays]),
-                cleared=np.array([o.end_s if o.end_s is not None else -1 for o in todays]),
-            ))
+            groups.append({
+                "id": [o.alarm_id for o in todays], "obj": [net.site_ids[o.site] for o in todays],
+                "kind": ["site"] * len(todays), "atype": [o.alarm_type for o in todays],
+                "severity": ["critical"] * len(todays), "cause": [o.probable_cause for o in todays],
+                "problem": [o.specific_problem for o in todays], "sa": [True] * len(todays),
+                "raised": np.array([o.start_s for o in todays]),
+                "cleared": np.array([o.end_s if o.end_s is not None else -1 for o in todays]),
+            })
         nci, in_sites = len(self.cell_is), np.flatnonzero(net.site_in_service)
 
         def draw(count: int, objects: np.ndarray, names: np.ndarray, kind: str, catalogue: tuple, severities: tuple,
@@ -874,12 +898,12 @@ class Simulation:
             cat = rng.integers(0, len(catalogue), count)
             raised = day0 + rng.integers(0, DAY_S, count)
             ends = raised + dur_s
-            return dict(
-                id=None, obj=list(names[obj]), kind=[kind] * count, atype=[catalogue[c][0] for c in cat],
-                severity=list(rng.choice(severities, count)), cause=[catalogue[c][1] for c in cat],
-                problem=[catalogue[c][2] for c in cat], sa=[sa] * count, raised=raised,
-                cleared=np.where(ends <= self.as_of_s, ends, -1),
-            ), obj, raised, ends
+            return {
+                "id": None, "obj": list(names[obj]), "kind": [kind] * count,
+                "atype": [catalogue[c][0] for c in cat], "severity": list(rng.choice(severities, count)),
+                "cause": [catalogue[c][1] for c in cat], "problem": [catalogue[c][2] for c in cat],
+                "sa": [sa] * count, "raised": raised, "cleared": np.where(ends <= self.as_of_s, ends, -1),
+            }, obj, raised, ends
 
         n_minor = int(rng.poisson(0.015 * nci))
         g, obj, raised, ends = draw(n_minor, self.cell_is, net.cell_ids, "cell", MINOR_CELL_ALARMS,
@@ -936,7 +960,7 @@ class Simulation:
             "cleared_at": _dt(self.start, np.maximum(cleared, 0)).scatter(np.flatnonzero(cleared < 0), None)
             if len(raised) else _dt(self.start, cleared),
         }).sort("raised_at", "alarm_id")
-        self.rows["alarms"] += write_csv_file(self.out / daily_name("alarms", token, compress=self.compress), df,
+        self.rows["alarms"] += self.writer.submit(self.out / daily_name("alarms", token, compress=self.compress), df,
                                               compress=self.compress)
 
     # ----------------------------------------------------------------------------------------- bills
@@ -997,6 +1021,7 @@ class Simulation:
         day = self.start + timedelta(days=d)
         token = day.strftime("%Y%m%d")
         weekend = day.weekday() >= 5
+        self.writer.drain()  # yesterday's files are written before today's are queued
         if day.day == 1 and d > 0:
             ps = _add_months(day, -1)
             self._bill_period(ps, day - timedelta(days=1), actual=self.month_charges)

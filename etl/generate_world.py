@@ -572,8 +572,8 @@ def _promotions(rng: np.random.Generator, *, sub_start: np.ndarray, end: np.ndar
     valid_to = np.maximum(valid_to, valid_from)
     open_ended = (ptype == 1) & (rng.random(k) < 0.5) & ~ends_now
     valid_to = np.where(open_ended, NO_END, valid_to)
-    return dict(
-        promo_sub=chosen.astype(np.int32), promo_type=np.array(PROMO_TYPES, dtype=object)[ptype],
-        promo_from_day=valid_from.astype(np.int32), promo_to_day=valid_to.astype(np.int32),
-        promo_discount=discount,
-    )
+    return {
+        "promo_sub": chosen.astype(np.int32), "promo_type": np.array(PROMO_TYPES, dtype=object)[ptype],
+        "promo_from_day": valid_from.astype(np.int32), "promo_to_day": valid_to.astype(np.int32),
+        "promo_discount": discount,
+    }
