@@ -267,8 +267,9 @@ def _read_csv(path: Path, *, file: str, options: CsvOptions, exact: bool = False
         if plain.stat().st_size == 0:
             raise ContractError(f"{file}: empty file, no header", file=file, row=1,
                                 expected="a header line naming the columns")
-        con = private_connection(files=True)
-        try:
+        with private_connection(files=True) as con:
+            con.sql("DROP TABLE IF EXISTS reject_errors")  # rejects of an earlier file on this connection
+            con.sql("DROP TABLE IF EXISTS reject_scans")
             warnings: list[str] = []
             guess = _guess_encoding(plain, options=options)
             columns, header_lines = _header(plain, file=file, options=options, encoding=guess)
@@ -276,20 +277,16 @@ def _read_csv(path: Path, *, file: str, options: CsvOptions, exact: bool = False
                                         ncols=len(columns))
             if encoding != guess:
                 columns, header_lines = _header(plain, file=file, options=options, encoding=encoding)
+            fast = None
             if header_lines <= 1 and not exact:
                 fast = _duckdb_records(con, plain, file=file, options=options, encoding=encoding,
                                        columns=columns, header_lines=header_lines, info=info)
-            else:
-                fast = None
-            if fast is None:
-                frame, malformed, rows_read, blanks = _python_records(
-                    plain, file=file, options=options, encoding=encoding, columns=columns,
-                    header_lines=header_lines,
-                )
-            else:
-                frame, malformed, rows_read, blanks = fast
-        finally:
-            con.close()
+        if fast is None:
+            frame, malformed, rows_read, blanks = _python_records(
+                plain, file=file, options=options, encoding=encoding, columns=columns, header_lines=header_lines,
+            )
+        else:
+            frame, malformed, rows_read, blanks = fast
     if blanks.len():
         shown = ", ".join(str(x) for x in blanks.head(5).to_list()) + (", …" if blanks.len() > 5 else "")
         warnings.append(f"{file}: {blanks.len()} blank line{'s' if blanks.len() != 1 else ''} skipped "

@@ -11,9 +11,12 @@ output rows (`repeat`); then rows read = rows produced, and the expansion itself
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path, PurePosixPath
@@ -121,11 +124,8 @@ def load_mapping(path: str | Path) -> Mapping:
     sources = doc.get("sources")
     if not isinstance(sources, dict) or not sources:
         raise MappingError(f"{where}: [sources] is missing or empty (expected at least one [sources.<name>])")
-    con = private_connection(files=False)
-    try:
+    with private_connection(files=False) as con:
         parsed = {name: _source_mapping(name, body, where=where, con=con) for name, body in sources.items()}
-    finally:
-        con.close()
     return Mapping(path=path, sources=parsed, name=str(doc.get("name", "")),
                    description=str(doc.get("description", "")))
 
@@ -403,14 +403,34 @@ def _column_refs(node: Any) -> set[str]:
     return found
 
 
-def private_connection(*, files: bool) -> duckdb.DuckDBPyConnection:
+_PRIVATE = threading.local()
+
+
+@contextmanager
+def private_connection(*, files: bool) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB connection of our own: no progress bar on stderr, strings handed to Polars as
-    Arrow string views (no copy), and no file access at all when it only runs mapping expressions."""
-    con = duckdb.connect(config={} if files else {"enable_external_access": False})
-    con.sql("SET enable_progress_bar = false")
-    con.sql("SET produce_arrow_string_view = true")
-    con.sql("SET arrow_output_version = '1.5'")
-    return con
+    Arrow string views (no copy), and no file access at all when it only runs mapping expressions.
+
+    Opening one costs about a tenth of a second, which a folder of daily files would pay per file, so
+    each thread (and process) keeps one of each kind; after an error it is closed and the next use opens
+    a fresh one. Callers leave nothing behind on it.
+    """
+    key = "files" if files else "sealed"
+    cached = getattr(_PRIVATE, key, None)
+    if cached is None or cached[0] != os.getpid():
+        con = duckdb.connect(config={} if files else {"enable_external_access": False})
+        con.sql("SET enable_progress_bar = false")
+        con.sql("SET produce_arrow_string_view = true")
+        con.sql("SET arrow_output_version = '1.5'")
+        cached = (os.getpid(), con)
+        setattr(_PRIVATE, key, cached)
+    con = cached[1]
+    try:
+        yield con
+    except BaseException:
+        setattr(_PRIVATE, key, None)
+        con.close()
+        raise
 
 
 # --- applying a mapping -----------------------------------------------------------------------------------
@@ -455,55 +475,72 @@ def map_rows(
                         ("_line", pl.col("__line"))):
         if name not in columns:  # a column of the file's own keeps its name
             inputs = inputs.with_columns(value.alias(name))
-    con = private_connection(files=False)
-    try:
+    with private_connection(files=False) as con:
         con.register("input", inputs.to_arrow())
-        params: dict[str, Any] = {}
-        items = []
-        referenced: set[str] = set()
-        for col in src.column_names:
-            if col in sm.columns:
-                items.append(f"CAST(({sm.columns[col]}) AS VARCHAR) AS {_ident(col)}")
-                referenced |= set(check_expression(sm.columns[col], where=where, source=sm.source,
-                                                   key=f"columns.{col}", con=con))
-            elif col in sm.constants:  # a parameter, never text pasted into the query
-                key = f"k{len(params)}"
-                params[key] = sm.constants[col]
-                items.append(f"CAST(${key} AS VARCHAR) AS {_ident(col)}")
-        select = ", ".join(items)
-        if sm.repeat is None:
-            query = f"SELECT __idx, __line, {select} FROM input"
-            count_query = None
-        else:
-            referenced |= set(check_expression(sm.repeat, where=where, source=sm.source, key="repeat", con=con))
-            params["max_repeat"] = sm.max_repeat
-            base = (f"WITH base AS (SELECT *, TRY_CAST(({sm.repeat}) AS BIGINT) AS __n, "
-                    f"CAST(({sm.repeat}) AS VARCHAR) AS __n_text FROM input)")
-            query = (
-                f"{base}, expanded AS (SELECT *, unnest(CASE WHEN __n BETWEEN 0 AND $max_repeat "
-                "THEN range(1, __n + 1) ELSE [NULL::BIGINT] END) AS _repeat FROM base) "
-                f"SELECT __idx, __line, (__n IS NULL OR __n < 0 OR __n > $max_repeat) AS __bad_repeat, __n_text, "
-                f"{select} FROM expanded ORDER BY __idx, _repeat"
-            )
-            count_query = (f"{base} SELECT coalesce(sum(CASE WHEN __n BETWEEN 0 AND $max_repeat THEN __n "
-                           "ELSE 1 END), 0) FROM base")
         try:
-            relation = con.sql(query, params=params)
-        except duckdb.Error:
-            _name_the_failing_expression(con, sm, columns=columns, file=file, where=where)
-            raise
-        try:
-            out = relation.pl()
-            expected = con.sql(count_query, params={"max_repeat": sm.max_repeat}).fetchall()[0][0] \
-                if count_query else inputs.height
-        except duckdb.Error as exc:
-            raise ContractError(
-                f"{file}: the mapping {where} [sources.{sm.source}] fails on a value of this file: "
-                f"{str(exc).splitlines()[0]} (use TRY_CAST so that one bad value quarantines one row)",
-                file=file, expected="expressions that work on every row") from exc
-    finally:
-        con.close()
+            out, expected, referenced = _run_mapping(con, sm, src=src, columns=columns, file=file, where=where,
+                                                     rows=inputs.height)
+        finally:
+            with suppress(duckdb.Error):
+                con.unregister("input")
+    return _finish_mapping(out, expected, referenced, sm, src=src, columns=columns, file=file, unit=unit,
+                           rows_in=inputs.height)
 
+
+def _run_mapping(con: duckdb.DuckDBPyConnection, sm: SourceMapping, *, src: Source, columns: Sequence[str],
+                 file: str, where: str, rows: int) -> tuple[pl.DataFrame, int, set[str]]:
+    """The mapping's query over the registered `input`: the mapped text columns, the number of rows the
+    repeat counts promise (computed on its own, to check the expansion), and the file columns read."""
+    params: dict[str, Any] = {}
+    items = []
+    referenced: set[str] = set()
+    for col in src.column_names:
+        if col in sm.columns:
+            items.append(f"CAST(({sm.columns[col]}) AS VARCHAR) AS {_ident(col)}")
+            referenced |= set(check_expression(sm.columns[col], where=where, source=sm.source,
+                                               key=f"columns.{col}", con=con))
+        elif col in sm.constants:  # a parameter, never text pasted into the query
+            key = f"k{len(params)}"
+            params[key] = sm.constants[col]
+            items.append(f"CAST(${key} AS VARCHAR) AS {_ident(col)}")
+    select = ", ".join(items)
+    if sm.repeat is None:
+        query = f"SELECT __idx, __line, {select} FROM input"
+        count_query = None
+    else:
+        referenced |= set(check_expression(sm.repeat, where=where, source=sm.source, key="repeat", con=con))
+        params["max_repeat"] = sm.max_repeat
+        base = (f"WITH base AS (SELECT *, TRY_CAST(({sm.repeat}) AS BIGINT) AS __n, "
+                f"CAST(({sm.repeat}) AS VARCHAR) AS __n_text FROM input)")
+        query = (
+            f"{base}, expanded AS (SELECT *, unnest(CASE WHEN __n BETWEEN 0 AND $max_repeat "
+            "THEN range(1, __n + 1) ELSE [NULL::BIGINT] END) AS _repeat FROM base) "
+            f"SELECT __idx, __line, (__n IS NULL OR __n < 0 OR __n > $max_repeat) AS __bad_repeat, __n_text, "
+            f"{select} FROM expanded ORDER BY __idx, _repeat"
+        )
+        count_query = (f"{base} SELECT coalesce(sum(CASE WHEN __n BETWEEN 0 AND $max_repeat THEN __n "
+                       "ELSE 1 END), 0) FROM base")
+    try:
+        relation = con.sql(query, params=params)
+    except duckdb.Error as exc:
+        _name_the_failing_expression(con, sm, columns=columns, file=file, where=where)
+        raise _fail(where, sm.source, "columns", f"the mapping does not fit {file}: "
+                    f"{str(exc).strip().splitlines()[0]}") from exc
+    try:
+        out = relation.pl()
+        expected = con.sql(count_query, params={"max_repeat": sm.max_repeat}).fetchall()[0][0] \
+            if count_query else rows
+    except duckdb.Error as exc:
+        raise ContractError(
+            f"{file}: the mapping {where} [sources.{sm.source}] fails on a value of this file: "
+            f"{str(exc).splitlines()[0]} (use TRY_CAST so that one bad value quarantines one row)",
+            file=file, expected="expressions that work on every row") from exc
+    return out, int(expected), referenced
+
+
+def _finish_mapping(out: pl.DataFrame, expected: int, referenced: set[str], sm: SourceMapping, *, src: Source,
+                    columns: Sequence[str], file: str, unit: str, rows_in: int) -> Mapped:
+    """Check the expansion, apply the value maps, and split off the rows whose repeat count is unusable."""
     if out.height != expected:
         raise ContractError(f"{file}: mapping {sm.source}: {expected} rows expected from the repeat counts, "
                             f"{out.height} produced", file=file, expected="rows produced = sum of repeat counts")
@@ -516,9 +553,9 @@ def map_rows(
                         + [pl.col("__line").alias("_line"), pl.col("__idx").alias("_row")])
     warnings: tuple[str, ...] = ()
     if sm.repeat is not None:
-        warnings = ((f"{file}: {inputs.height} input rows became {out.height + rejects.height} {sm.source} rows "
+        warnings = ((f"{file}: {rows_in} input rows became {out.height + rejects.height} {sm.source} rows "
                      f"(repeat = {sm.repeat})"),)
-    return Mapped(frame=mapped, rejects=rejects, rows_in=inputs.height, rows_out=out.height + rejects.height,
+    return Mapped(frame=mapped, rejects=rejects, rows_in=rows_in, rows_out=out.height + rejects.height,
                   referenced=tuple(c for c in columns if c in referenced), warnings=warnings)
 
 
