@@ -1,14 +1,17 @@
 """Extraction: read one extract file, every value as text, and hand it to validation; find the files.
 
-CSV (plain or gzip'd) is read by DuckDB on a private in-memory connection: one cheap pass over the
-physical lines (which are blank, which encoding) and one `read_csv(all text, store_rejects)` pass for
-the values and the lines that do not split into the header's columns. Physical line numbers come from
-the first pass, so every good row and every malformed one keeps its line (header = line 1). A file
-whose records span lines (quoted newlines) or that DuckDB cannot split takes an exact, slower path
-through Python's `csv` module. Parquet columns are read as they are; GeoJSON gives one row per feature.
-The interface (`extract_file`, `ExtractResult`) is fixed in docs/architecture.md.
+CSV (plain or gzip'd, decompressed once to a temporary file) is read by DuckDB on a private in-memory
+connection, in two passes and no loop per row: a cheap pass over the physical lines (the encoding, which
+lines are blank, which few lines need their fields counted exactly) and a `read_csv` pass, all columns
+as text with `store_rejects`, for the values and the lines that do not split into the header's columns.
+Physical line numbers (header = line 1) come from matching the two: directly when every record is one
+line, by quote parity when quoted values hold line breaks (checked three ways). Rows DuckDB would
+silently shorten (`1,2,3,,` for three columns) are counted and rejected. Anything the match cannot
+vouch for (a quote never closed, a quote inside an unquoted value next to a multi-line record) goes
+through Python's `csv` module, record by record: exact, and slower. Parquet columns are read as they
+are (row i is line i + 2, as if under a header); GeoJSON gives one row per feature (line = feature
+number). The interface (`extract_file`, `ExtractResult`) is fixed in docs/architecture.md.
 """
-
 from __future__ import annotations
 
 import csv
