@@ -12,6 +12,7 @@ through Python's `csv` module, record by record: exact, and slower. Parquet colu
 are (row i is line i + 2, as if under a header); GeoJSON gives one row per feature (line = feature
 number). The interface (`extract_file`, `ExtractResult`) is fixed in docs/architecture.md.
 """
+
 from __future__ import annotations
 
 import csv
