@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 import shapely
 
+from etl.contracts import source_for_file
 from etl.errors import UsageError
 from etl.generate_io import AppendingCsv, iso_dates, write_geojson
 from etl.generate_sim import AFFECTED_RULE, DAY_S, NO_END, Simulation, _dt, _ids, _pick
@@ -64,6 +65,7 @@ def generate(out: Path, *, customers: int = 3000, days: int = 28, seed: int = 7,
         raise UsageError(f"--zones must be at least 4, got {zones}")
     say = log or (lambda _msg: None)
     out = Path(out)
+    _clear_previous_output(out)
     out.mkdir(parents=True, exist_ok=True)
     start = start_date or DEFAULT_START
     n_zones = zones or default_zones(customers)
@@ -95,6 +97,19 @@ def generate(out: Path, *, customers: int = 3000, days: int = 28, seed: int = 7,
     (out / "truth.json").write_text(json.dumps(truth, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     say(f"done in {time.perf_counter() - t0:.1f}s: {sum(rows.values())} rows")
     return truth
+
+
+def _clear_previous_output(out: Path) -> None:
+    """Remove an earlier run's files (a longer run would leave stale days behind); refuse to mix with
+    extract files the generator did not write (no truth.json beside them)."""
+    if not out.is_dir():
+        return
+    ours = [p for p in out.iterdir() if p.is_file() and (source_for_file(p) is not None or p.name == "truth.json")]
+    if ours and not (out / "truth.json").exists():
+        raise UsageError(f"{out} already holds extract files that the generator did not write "
+                         f"(e.g. {min(p.name for p in ours)}); choose an empty folder")
+    for p in ours:
+        p.unlink()
 
 
 # ------------------------------------------------------------------------------------------ snapshots

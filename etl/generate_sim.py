@@ -263,6 +263,8 @@ class Simulation:
                                 avail=np.ones((len(self.cell_is), 24)), faults=None)
         self.ema_bad[self.cell_is] = warm["badness"]
         self._calibrate_churn(live0)
+        self.log(f"planted: degraded zones {[self.city.zone_ids[z] for z in self.degraded_zones]}, "
+                 f"{len(self.outages)} site outages ({', '.join(o.kind for o in self.outages)})")
         self.bills = AppendingCsv(self.out / "bills.csv")
         first_month = date(self.start.year, self.start.month, 1)
         for k in (3, 2, 1):

@@ -482,7 +482,8 @@ def build_base(seed: int, city: City, net: Network, *, customers: int, days: int
     list_fee = np.array([o.fee for o in OFFERINGS])[offer]
     # Legacy tariffs: some long-standing lines still pay an older, higher price.
     legacy = (sub_start < -730) & (rng.random(m) < 0.25) & (list_fee > 0)
-    fee = np.where(legacy, np.floor(list_fee * rng.uniform(1.1, 1.4, m)) + 0.99, list_fee).round(2)
+    fee = np.where(legacy, np.minimum(np.floor(list_fee * rng.uniform(1.1, 1.4, m)) + 0.99, 79.99),
+                   list_fee).round(2)
     norm = np.zeros(m)
     for (s, p), weights in OFFER_WEIGHTS.items():
         sel = (seg == s) & (pay == p)
