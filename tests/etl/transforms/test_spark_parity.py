@@ -15,7 +15,7 @@ import pytest
 
 from etl.geo import build_geo
 from etl.transforms import load_models
-from etl.transforms.run import build, build_order
+from etl.transforms.run import build, build_order, spark_session
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -118,7 +118,15 @@ def test_every_model_is_the_same_on_duckdb_and_spark(raw_db, zt):
     for con in (duck, spark):
         build_geo(con)
     r_duck = build(duck, engine="duckdb")
-    r_spark = build(spark, engine="spark")
+    session = spark_session(app_name="opencem-parity")
+    # tiny data: compiling generated code and re-planning stages cost more than they save
+    session.conf.set("spark.sql.codegen.wholeStage", "false")
+    session.conf.set("spark.sql.adaptive.enabled", "false")
+    session.conf.set("spark.sql.shuffle.partitions", "1")
+    try:
+        r_spark = build(spark, engine="spark", spark=session)
+    finally:
+        session.stop()
     assert r_duck.rows == r_spark.rows
     order = build_order(load_models())
     assert {m.name for m in order} <= set(r_duck.rows)
