@@ -25,7 +25,7 @@ from typing import Any, Literal
 import duckdb
 import polars as pl
 
-from etl.contracts import SOURCES, Source
+from etl.contracts import SOURCES, Column, Source
 from etl.errors import ContractError, MappingError
 
 Encoding = Literal["auto", "utf-8", "latin-1"]
@@ -231,7 +231,7 @@ def _source_mapping(name: str, body: Any, *, where: str, con: duckdb.DuckDBPyCon
                          max_repeat=max_repeat)
 
 
-def _canonical(src: Source, col: str, *, where: str, key: str):
+def _canonical(src: Source, col: str, *, where: str, key: str) -> Column:
     try:
         return src.column(col)
     except KeyError:
