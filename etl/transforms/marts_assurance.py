@@ -15,7 +15,7 @@ from etl.contracts import SOURCES
 from etl.transforms.marts_customer import HOURS_PER_MONTH, attach, count_if, minutes_between, ratio
 from etl.transforms.registry import Tables, model
 
-#: The alarm's own columns carried into the marts (the contract's, so staging extras such as `_file` stay out).
+#: The alarm's own columns carried into the marts (the contract's: staging extras such as `_file` stay out).
 ALARM_COLUMNS = tuple(SOURCES["alarms"].column_names)
 #: The look-back before `raised_at` in which a customer's usage decides whether the alarm affects them.
 IMPACT_WINDOW_HOURS = 7 * 24

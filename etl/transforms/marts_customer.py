@@ -42,11 +42,6 @@ BAD_TICKET_OUTCOMES = ("unresolved", "no_fault_found")
 #: Ticket states in which the ticket is still being worked on.
 OPEN_TICKET_STATES = ("acknowledged", "in_progress", "pending")
 
-#: The daily-partitioned sources whose dates make up the loaded window, and each one's date expression.
-WINDOW_SOURCES: tuple[str, ...] = (
-    "staging.charging", "staging.topups", "staging.tickets", "staging.kpi_hourly", "staging.alarms",
-)
-
 _USAGE_DEPS = ("staging.charging", "staging.kpi_hourly")
 
 
@@ -439,18 +434,21 @@ def churn_features(tables: Tables) -> ir.Table:
     )
     main_sub = ranked.filter(ranked.r == 0).select(*keys, main_product_offering="product_offering")
 
-    # Promotions in force at the snapshot, and those ending within the label horizon.
+    # Promotions in force at the snapshot, those ending within the label horizon, those that just ended.
     owner = subs.select("subscription_id", "customer_id")
     p = promos.select("subscription_id", "valid_from", "valid_to", "discount").join(owner, "subscription_id")
     p = p.cross_join(snap_only)
-    p = p.filter((p.valid_from < p.snapshot_date)
-                 & (p.valid_to.isnull() | (p.valid_to >= p.snapshot_date)))
+    p = p.filter(p.valid_from < p.snapshot_date)
+    in_force = p.valid_to.isnull() | (p.valid_to >= p.snapshot_date)
+    ended = (p.valid_to < p.snapshot_date) & (p.valid_to >= p.snapshot_date - ibis.interval(days=LOOKBACK_DAYS))
     promo_blk = p.group_by(keys).aggregate(
-        n_active_promotions=p.count(),
-        max_discount_pct=p.discount.max(),
+        n_active_promotions=count_if(p, in_force),
+        max_discount_pct=p.discount.max(where=in_force),
         n_promotions_ending_30d=count_if(
-            p, p.valid_to < p.snapshot_date + ibis.interval(days=LABEL_HORIZON_DAYS)),
-        days_to_promotion_end=p.valid_to.min().delta(p.snapshot_date.max(), unit="day"),
+            p, in_force & (p.valid_to < p.snapshot_date + ibis.interval(days=LABEL_HORIZON_DAYS))),
+        days_to_promotion_end=p.valid_to.min(where=in_force).delta(p.snapshot_date.max(), unit="day"),
+        n_promotions_ended_28d=count_if(p, ended),
+        days_since_promotion_ended=p.snapshot_date.max().delta(p.valid_to.max(where=ended), unit="day"),
     )
 
     # Usage and experienced network quality over the lookback.
@@ -517,7 +515,7 @@ def churn_features(tables: Tables) -> ir.Table:
     for blk in (main_sub, promo_blk, usage_blk, topup_blk, ticket_blk, bill_blk, outage_blk):
         out = attach(out, blk, keys)
     out = _fill_zero(out, [
-        "n_active_promotions", "n_promotions_ending_30d", "n_events_28d", "usage_revenue_28d",
+        "n_active_promotions", "n_promotions_ending_30d", "n_promotions_ended_28d", "n_events_28d", "usage_revenue_28d",
         "usage_revenue_7d", "data_mb_28d", "voice_min_28d", "n_active_days_28d", "n_cells_used_28d",
         "n_events_on_cells_28d", "n_events_with_kpi_28d", "n_topups_28d", "topup_amount_28d",
         "n_tickets_28d", "n_network_tickets_28d", "n_billing_tickets_28d", "n_open_tickets",

@@ -75,7 +75,7 @@ def _quarantine_checks(q: ir.Table) -> ir.Table:
 
 
 def _missing_kpi_hours(cells: ir.Table, kpi: ir.Table) -> ir.Table:
-    """`missing_kpi_hours`: in-service cells x hours from the first to the last KPI hour, minus rows present."""
+    """`missing_kpi_hours`: in-service cells x hours from the first to the last KPI hour, minus rows there."""
     in_service = cells.filter(cells.status == "in_service").select("cell_id")
     bounds = kpi.aggregate(first_at=kpi.period_start.min(), last_at=kpi.period_start.max())
     hours = ((bounds.last_at.epoch_seconds() - bounds.first_at.epoch_seconds()) / 3600.0).round()
@@ -104,8 +104,8 @@ def _duplicate_msisdn(subs: ir.Table) -> ir.Table:
     ex = dup.select(e=dup.ids + " share one number").order_by("e").limit(N_EXAMPLES)
     return _row(
         check="duplicate_msisdn", source="subscriptions",
-        description="active subscriptions whose MSISDN another active subscription also has, beyond the first "
-        "one (a shared number counted once per extra subscription; separators ignored)",
+        description="active subscriptions whose MSISDN another active subscription also has, beyond the "
+        "first one (a shared number counted once per extra subscription; separators ignored)",
         n=dup.aggregate(n=(dup.k - 1).sum()), examples=ex.aggregate(examples=ex.e.collect()),
     )
 
@@ -114,8 +114,9 @@ def _duplicate_msisdn(subs: ir.Table) -> ir.Table:
     "marts.data_quality",
     grain="one row per data quality check (quarantine checks: one per source, reason and column)",
     key=("check",),
-    depends_on=("raw.quarantine", "staging.sites", "staging.cells", "staging.customers", "staging.subscriptions",
-                "staging.charging", "staging.topups", "staging.tickets", "staging.kpi_hourly"),
+    depends_on=("raw.quarantine", "staging.sites", "staging.cells", "staging.customers",
+                "staging.subscriptions", "staging.charging", "staging.topups", "staging.tickets",
+                "staging.kpi_hourly"),
 )
 def data_quality(tables: Tables) -> ir.Table:
     """One row per check: `check`, `source`, `n` (bad rows), `examples` (a few, as a list), `description`.

@@ -10,8 +10,8 @@ builds marts in dependency order, like the runner, on DuckDB or Spark.
 from __future__ import annotations
 
 import copy
-import math
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 

@@ -44,7 +44,7 @@ def test_features_of_one_snapshot(con):
         "n_active_subscriptions": 2, "monthly_fee_total": 30.0, "n_terminated_subscriptions": 0,
         "main_product_offering": "Max", "payment_type": "mixed", "tenure_days": 438,
         "n_active_promotions": 1, "max_discount_pct": 20.0, "n_promotions_ending_30d": 1,
-        "days_to_promotion_end": 16,
+        "days_to_promotion_end": 16, "n_promotions_ended_28d": 0, "days_since_promotion_ended": None,
         "n_events_28d": 3, "usage_revenue_28d": 7.0, "usage_revenue_7d": 4.0, "data_mb_28d": 30.0,
         "voice_min_28d": 0.0, "n_active_days_28d": 3, "n_cells_used_28d": 2, "n_events_on_cells_28d": 3,
         "n_events_with_kpi_28d": 1, "kpi_coverage_pct": 100.0 / 3,
@@ -158,3 +158,16 @@ def test_an_old_alarm_does_not_stretch_the_history(con):
                                    "raised_at": ts("2025-12-01 00:00"), "cleared_at": ts("2025-12-02 00:00")})
     after = td.build(con, rows, CF)[CF]
     assert {r["snapshot_date"] for r in after} == {r["snapshot_date"] for r in before}
+
+
+def test_a_promotion_that_just_ended(con):
+    rows = td.churn_rows()
+    rows["staging.promotions"].append({"promotion_id": "P3", "subscription_id": "SUB3", "valid_from": d("2025-06-01"),
+                                       "valid_to": d("2026-03-10"), "discount": 30.0})
+    out = td.by_key(td.build(con, rows, CF)[CF], "customer_id", "snapshot_date")
+    k2_08, k2_15 = out[("K2", d("2026-03-08"))], out[("K2", d("2026-03-15"))]
+    # Still in force (and ending within 30 days) at 03-08; ended 5 days before 03-15.
+    assert (k2_08["n_active_promotions"], k2_08["n_promotions_ending_30d"], k2_08["max_discount_pct"],
+            k2_08["days_to_promotion_end"], k2_08["n_promotions_ended_28d"]) == (2, 1, 30.0, 2, 0)
+    assert (k2_15["n_active_promotions"], k2_15["max_discount_pct"], k2_15["n_promotions_ended_28d"],
+            k2_15["days_since_promotion_ended"]) == (1, 5.0, 1, 5)
