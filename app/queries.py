@@ -111,13 +111,17 @@ def overview_zones(db: WarehouseReader, p: Period, *, service: str | None, payme
     return out.with_columns(pl.col("selected_revenue").fill_null(0.0))
 
 
-def headline(db: WarehouseReader, p: Period) -> dict[str, float | None]:
-    """Revenue, subscribers, ARPU per month and network availability over a period."""
-    rev = db.query("SELECT sum(revenue) AS revenue FROM marts.zone_daily WHERE date BETWEEN ? AND ?",
-                   [p.start, p.end])["revenue"][0]
+def headline(db: WarehouseReader, p: Period, *, service: str | None = None,
+             payment_type: str | None = None) -> dict[str, float | None]:
+    """Revenue (of a service and payment type, or all), subscribers (of the payment type), ARPU per month
+    and network availability over a period."""
+    rev = zone_revenue(db, p, service=service, payment_type=payment_type)["revenue"].sum() if db.has_table(
+        "marts.zone_daily") else None
     subs = db.query(
         "SELECT count(DISTINCT subscription_id) AS n FROM staging.subscriptions "
-        "WHERE start_date <= ? AND (termination_date IS NULL OR termination_date > ?)", [p.end, p.start],
+        "WHERE start_date <= $end AND (termination_date IS NULL OR termination_date > $start) "
+        "AND ($payment IS NULL OR payment_type = $payment)",
+        {"start": p.start, "end": p.end, "payment": payment_type},
     )["n"][0]
     kpi = db.query(
         "SELECT sum(available_s) AS a, sum(period_s) AS t, sum(hours_present)::DOUBLE AS present, "

@@ -104,14 +104,16 @@ def _delta(cur: float | None, prev: float | None, *, better: str = "higher") -> 
     return f"{change:+.1f}% vs previous {'period'}", good
 
 
-def create_cards(db, p: queries.Period, currency: str) -> list:
-    cur = queries.headline(db, p)
+def create_cards(db, p: queries.Period, currency: str, *, service: str | None, payment_type: str | None) -> list:
+    cur = queries.headline(db, p, service=service, payment_type=payment_type)
     prev_p = p.previous()
     first = queries.period(db, "all")
-    prev = queries.headline(db, prev_p) if first is not None and prev_p.start >= first.start else {}
+    prev = (queries.headline(db, prev_p, service=service, payment_type=payment_type)
+            if first is not None and prev_p.start >= first.start else {})
     cards = []
     for key, label, fmt in (
-        ("revenue", "Revenue", lambda v: _fmt_money(v, currency)),
+        ("revenue", "Revenue" + ("" if service is None and payment_type is None else " (filtered)"),
+         lambda v: _fmt_money(v, currency)),
         ("arpu_month", "ARPU per month", lambda v: "-" if v is None else f"{v:,.2f} {currency}"),
         ("subscribers", "Subscribers", lambda v: "-" if v is None else f"{v:,.0f}"),
         ("availability_pct", "Network availability", lambda v: "not loaded" if v is None else f"{v:.2f}%"),
@@ -189,8 +191,9 @@ def update_overview(period_choice, service, payment, kpi_name):
         empty = create_empty_state("The warehouse has no days of revenue or KPIs loaded yet.")
         return asof, empty, [], "", {}, "", {}, {}, None, []
 
-    zones = queries.overview_zones(db, p, service=None if service == "all" else service,
-                                   payment_type=None if payment == "all" else payment)
+    chosen = {"service": None if service == "all" else service,
+              "payment_type": None if payment == "all" else payment}
+    zones = queries.overview_zones(db, p, **chosen)
     geojson, bbox = queries.zones_geojson(db)
     notices = []
     if missing:
@@ -204,7 +207,7 @@ def update_overview(period_choice, service, payment, kpi_name):
         notices.append(create_notice(f"KPIs of {incomplete.height} zone(s) rest on incomplete hours: {names}{more}."))
     if not geojson["features"] or bbox is None:
         empty = create_empty_state("No zones are loaded, so there is no map to draw. Load a zones file.")
-        return asof, [*notices, empty], create_cards(db, p, cfg.currency), "", {}, "", {}, {}, None, []
+        return asof, [*notices, empty], create_cards(db, p, cfg.currency, **chosen), "", {}, "", {}, {}, None, []
 
     kpi = KPIS[kpi_name]
     service_label = "all services" if service == "all" else SERVICE_LABELS[service]
@@ -236,7 +239,7 @@ def update_overview(period_choice, service, payment, kpi_name):
     invest = queries.investment_list(db, p)
     invest_note = (None if invest.height else
                    create_empty_state("No zone has both revenue and KPIs in this period to rank."))
-    return (asof, notices, create_cards(db, p, cfg.currency), revenue_title, rev_map, kpi_title, kpi_map, matrix,
+    return (asof, notices, create_cards(db, p, cfg.currency, **chosen), revenue_title, rev_map, kpi_title, kpi_map, matrix,
             invest_note, invest_rows(invest))
 
 

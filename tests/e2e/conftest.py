@@ -1,7 +1,7 @@
 """Browser tests: the system's Chromium driven by Playwright, the app served on 127.0.0.1 in a thread.
 
 Every page the tests open is guarded: a console error, a failed request or a request that leaves
-127.0.0.1 fails the test. Screenshots go to `test-results/screenshots/`.
+127.0.0.1 fails the test. Screenshots go to `test-screenshots/` (pytest-playwright owns and empties `test-results/`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-results" / "screenshots"
+SCREENSHOTS = ROOT / "test-screenshots"
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
@@ -90,11 +90,17 @@ def guarded_page(page) -> Iterator[tuple[object, Guard]]:
     assert not guard.problems(), "\n".join(guard.problems())
 
 
-def screenshot(page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
+@pytest.fixture
+def screenshot():
+    """Save a full-page screenshot under test-screenshots/ (kept after the run for people to look at)."""
+
+    def shoot(page, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return shoot
 
 
 def free_port() -> int:
