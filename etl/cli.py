@@ -66,7 +66,13 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    raise UsageError("`opencem serve` arrives with the app issue: it is not built yet")
+    # The one place the command line reaches into the app (imported lazily: `etl` never needs `app`).
+    from app.main import serve
+
+    _progress(f"opencem serve: http://{args.host}:{args.port}/ on the warehouse in {settings.warehouse_dir} "
+              "(development server; see README for several workers)")
+    serve(settings, host=args.host, port=args.port)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
