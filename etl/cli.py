@@ -75,6 +75,19 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _delegate(target: str):
+    """A command implemented elsewhere (`module:function(args, settings) -> exit code`), imported only
+    when that command runs, so `opencem status` never pays for importing the app or the models."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        import importlib
+
+        module, _, function = target.partition(":")
+        return getattr(importlib.import_module(module), function)(args, settings)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--warehouse", help="warehouse folder (default ./warehouse or $OPENCEM_WAREHOUSE)")
@@ -108,6 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", parents=[common], help="the live version, rows, quarantine, freshness")
     st.set_defaults(func=_cmd_status)
+
+    # Users and roles of the app (issue: the 360 view and roles): implemented in app/auth.py.
+    u = sub.add_parser("user", parents=[common], help="add, list or remove app users and their roles")
+    u.add_argument("action", choices=("add", "list", "remove"))
+    u.add_argument("name", nargs="?")
+    u.add_argument("--role", action="append", help="a role of the user (repeat for several)")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    u.add_argument("--users-file", help="users file (default: users.toml in the warehouse folder)")
+    u.set_defaults(func=_delegate("app.auth:cli_user"))
+
+    # Alarms between refreshes (issue: service assurance): implemented in etl/live_alarms.py.
+    a = sub.add_parser("alarm", parents=[common], help="raise or clear an alarm between refreshes (TMF642)")
+    a.add_argument("action", choices=("raise", "clear", "list"))
+    a.add_argument("--alarm-id")
+    a.add_argument("--object-id", help="the cell or site in alarm")
+    a.add_argument("--object-type", choices=("cell", "site"))
+    a.add_argument("--severity", default="major")
+    a.add_argument("--alarm-type", default="communicationsAlarm")
+    a.add_argument("--probable-cause", default="unknown")
+    a.add_argument("--not-service-affecting", action="store_true")
+    a.set_defaults(func=_delegate("etl.live_alarms:cli_alarm"))
+
+    # Order-time service qualification (issue: service assurance): implemented in models/feasibility.py.
+    f = sub.add_parser("feasibility", parents=[common], help="can a customer or place get a service? (TMF645)")
+    f.add_argument("--customer-id")
+    f.add_argument("--lat", type=float)
+    f.add_argument("--lon", type=float)
+    f.add_argument("--service", default="video")
+    f.add_argument("--mbps", type=float, default=5.0, help="the service's need in the busy hour")
+    f.set_defaults(func=_delegate("models.feasibility:cli_feasibility"))
     return parser
 
 
