@@ -22,7 +22,7 @@ DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 GZIP_LEVEL = 6
 #: Files of at least this many rows are compressed at level 1: zlib's level 6 would dominate big runs.
-BIG_FILE_ROWS = 1_000_000
+BIG_FILE_ROWS = 200_000
 #: At most this many places per file receive inserted lines.
 INSERT_SLOTS = 48
 

@@ -271,6 +271,17 @@ def test_same_seed_same_bytes_and_another_seed_differs(op: Path, tmp_path: Path)
     assert "truth.json" in differing and "charging_20261001.csv.gz" in differing and len(differing) > len(names) / 2
 
 
+def test_plain_csv_holds_the_same_content_as_gzip(op: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    generate(plain, customers=400, days=5, seed=11, compress=False)
+    gz = {p.name.removesuffix(".gz"): p for p in op.iterdir() if p.name.endswith(".gz")}
+    assert sorted(gz) == sorted(p.name for p in plain.glob("*_*.csv"))
+    for name, p in gz.items():
+        assert read_bytes(p) == (plain / name).read_bytes(), name
+    for name in SNAPSHOTS:
+        assert (op / name).read_bytes() == (plain / name).read_bytes(), name
+
+
 def test_files_are_the_canonical_set_with_deterministic_gzip(op: Path) -> None:
     tokens = [f"202610{d:02d}" for d in range(1, 6)]
     expected = set(SNAPSHOTS) | {"truth.json"} | {f"{s}_{t}.csv.gz" for s in DAILY for t in tokens}
