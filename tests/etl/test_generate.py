@@ -291,7 +291,9 @@ def test_files_are_the_canonical_set_with_deterministic_gzip(op: Path) -> None:
         assert head[:3] == b"\x1f\x8b\x08" and head[3] == 0 and head[4:8] == b"\0\0\0\0", p.name  # no name, mtime 0
 
 
-def test_every_file_meets_its_contract_except_the_planted_rows(op: Path) -> None:
+@pytest.mark.parametrize("where", ["op", "sample"])
+def test_every_file_meets_its_contract_except_the_planted_rows(where: str, request: pytest.FixtureRequest) -> None:
+    op = request.getfixturevalue(where)
     truth = truth_of(op)["inconsistencies"]
     for source in SOURCES.values():
         found = violations(read_source(op, source.name), source)
@@ -305,7 +307,10 @@ def test_every_file_meets_its_contract_except_the_planted_rows(op: Path) -> None
     assert len(read_charging(op)[1]) == truth["malformed_rows"]["count"] > 0
 
 
-def test_extraction_quarantines_exactly_the_planted_rows(op: Path) -> None:
+@pytest.mark.parametrize("where", ["op", "sample"])
+def test_extraction_quarantines_exactly_the_planted_rows(where: str, request: pytest.FixtureRequest) -> None:
+    """The project's own extraction and validation (etl.extract) agree with truth.json."""
+    op = request.getfixturevalue(where)
     extract = pytest.importorskip("etl.extract")
     truth = truth_of(op)["inconsistencies"]
     reasons: Counter = Counter()
