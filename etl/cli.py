@@ -133,14 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Alarms between refreshes (issue: service assurance): implemented in etl/live_alarms.py.
     a = sub.add_parser("alarm", parents=[common], help="raise or clear an alarm between refreshes (TMF642)")
-    a.add_argument("action", choices=("raise", "clear", "list"))
+    a.add_argument("action", choices=("raise", "clear", "list", "prune"),
+                   help="prune removes the files a refreshed alarm of the same id has superseded")
     a.add_argument("--alarm-id")
     a.add_argument("--object-id", help="the cell or site in alarm")
     a.add_argument("--object-type", choices=("cell", "site"))
     a.add_argument("--severity", default="major")
     a.add_argument("--alarm-type", default="communicationsAlarm")
     a.add_argument("--probable-cause", default="unknown")
+    a.add_argument("--specific-problem")
     a.add_argument("--not-service-affecting", action="store_true")
+    a.add_argument("--raised-at", help="ISO 8601 time the alarm was raised (default: now, UTC)")
+    a.add_argument("--cleared-at", help="ISO 8601 time the alarm was cleared (default: now, UTC)")
+    a.add_argument("--folder", help="the watched folder (default: live_alarms/ in the warehouse)")
     a.set_defaults(func=_delegate("etl.live_alarms:cli_alarm"))
 
     # Order-time service qualification (issue: service assurance): implemented in models/feasibility.py.

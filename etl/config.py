@@ -35,9 +35,24 @@ class Settings:
         }
     )
 
+    live_alarms_dir: Path | None = None
+    """The watched folder of TMF642 alarm files between refreshes (default `WAREHOUSE/live_alarms`)."""
+    assurance_recent_hours: float = 72.0
+    """Alarms cleared less than this many hours before the data's as-of time are "recent" on /assurance."""
+    assurance_poll_seconds: float = 3.0
+    """How often the assurance page looks at the watched folder for new or cleared alarms."""
+
+    @property
+    def live_alarms_path(self) -> Path:
+        """The watched folder of live alarms: the configured one, else `live_alarms/` in the warehouse."""
+        return Path(self.live_alarms_dir) if self.live_alarms_dir else Path(self.warehouse_dir) / "live_alarms"
+
     @classmethod
     def from_env(cls, *, warehouse: str | os.PathLike[str] | None = None, **overrides) -> Settings:
-        """Settings from arguments, else the environment (`OPENCEM_WAREHOUSE`), else defaults."""
+        """Settings from arguments, else the environment (`OPENCEM_WAREHOUSE`, `OPENCEM_TILE_URL`,
+        `OPENCEM_LIVE_ALARMS`), else defaults."""
         wh = warehouse or os.environ.get("OPENCEM_WAREHOUSE") or "warehouse"
         overrides.setdefault("tile_url", os.environ.get("OPENCEM_TILE_URL") or None)
+        live = os.environ.get("OPENCEM_LIVE_ALARMS")
+        overrides.setdefault("live_alarms_dir", Path(live) if live else None)
         return cls(warehouse_dir=Path(wh), **overrides)
