@@ -199,21 +199,21 @@ def _clip(x: ir.FloatingValue, lo: float, hi: float) -> ir.FloatingValue:
 
 def kpi_metrics(h: ir.Table) -> dict[str, ir.Value]:
     """The KPI aggregates of a group of cell-hours (see the marts' docstrings for the weighting)."""
-    return dict(
-        hours_present=h.cell_id.count(),
-        hours_in_service=ibis.ifelse(h.is_in_service, 1, 0).sum().cast("int64"),
-        good_hours=ibis.ifelse(h.is_good_hour, 1, 0).sum().cast("int64"),
-        period_s=h.period_s.sum(),
-        available_s=h.available_s.sum(),
-        availability_pct=_pct(100.0 * h.available_s.sum() / h.period_s.sum().nullif(0.0)),
-        accessibility_pct=_pct(_wmean(h.accessibility_pct, h.traffic_weight_mb)),
-        drop_rate_pct=_pct(_wmean(h.drop_rate_pct, h.traffic_weight_mb)),
-        latency_ms=_wmean(h.latency_ms, h.traffic_weight_mb),
-        dl_throughput_mbps=_wmean(h.dl_throughput_mbps, h.throughput_weight_s),
-        prb_utilisation_pct=_pct(_wmean(h.prb_utilisation_pct, h.period_s)),
-        traffic_volume_mb=h.traffic_weight_mb.sum(),
-        voice_traffic_erlh=h.voice_traffic_erl.sum(),
-    )
+    return {
+        "hours_present": h.cell_id.count(),
+        "hours_in_service": ibis.ifelse(h.is_in_service, 1, 0).sum().cast("int64"),
+        "good_hours": ibis.ifelse(h.is_good_hour, 1, 0).sum().cast("int64"),
+        "period_s": h.period_s.sum(),
+        "available_s": h.available_s.sum(),
+        "availability_pct": _pct(100.0 * h.available_s.sum() / h.period_s.sum().nullif(0.0)),
+        "accessibility_pct": _pct(_wmean(h.accessibility_pct, h.traffic_weight_mb)),
+        "drop_rate_pct": _pct(_wmean(h.drop_rate_pct, h.traffic_weight_mb)),
+        "latency_ms": _wmean(h.latency_ms, h.traffic_weight_mb),
+        "dl_throughput_mbps": _wmean(h.dl_throughput_mbps, h.throughput_weight_s),
+        "prb_utilisation_pct": _pct(_wmean(h.prb_utilisation_pct, h.period_s)),
+        "traffic_volume_mb": h.traffic_weight_mb.sum(),
+        "voice_traffic_erlh": h.voice_traffic_erl.sum(),
+    }
 
 
 def kpi_days(tables: Tables) -> ir.Table:

@@ -12,7 +12,13 @@ import pytest
 from etl.errors import CheckFailed
 from etl.geo import build_geo
 from etl.transforms.checks import (
-    Check, key_check, range_checks, reject_rate_check, run_checks, usage_revenue_check, write_checks,
+    Check,
+    key_check,
+    range_checks,
+    reject_rate_check,
+    run_checks,
+    usage_revenue_check,
+    write_checks,
 )
 from etl.transforms.registry import Model
 from etl.transforms.run import build

@@ -32,7 +32,7 @@ def _spark_missing() -> str | None:
 
 def fixture_rows(zt) -> dict:
     """A small operator touching every source: 3 zones, 3 sites, 5 cells, 4 customers, 2 days of events."""
-    h = lambda n: T0 + dt.timedelta(hours=n)  # noqa: E731
+    h = lambda n: T0 + dt.timedelta(hours=n)
     cells = [("C1", "S1"), ("C2", "S1"), ("C3", "S2"), ("C4", "S3"), ("C5", "S3")]
     kpis = []
     for i, (cell, _) in enumerate(cells):
