@@ -367,7 +367,8 @@ def zone_scorecard(tables: Tables) -> ir.Table:
       (high, good), maintain (low, good), monitor (low, poor);
     - `revenue_at_stake` = revenue; `investment_score` = revenue_at_stake x experience_gap_pct / 100;
       `invest_rank` = 1 for the highest score in the period (zones with a score).
-    `UNASSIGNED` (revenue with no zone) has a row so revenue reconciles, but no class, quadrant or rank.
+    `UNASSIGNED` (revenue with no zone) has a row so revenue reconciles, but no class, quadrant or rank; a
+    zone without KPI hours has no experience class, so no quadrant either.
     """
     per = periods(tables)
     zd = tables["marts.zone_daily"]
