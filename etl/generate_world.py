@@ -284,7 +284,8 @@ def _zone_names(rng: np.random.Generator, n: int) -> tuple[str, ...]:
 
 @dataclass
 class Network:
-    """Sites and cells. Capacities are set later by `dimension_cells`, once demand is known."""
+    """Sites and cells. Not frozen: capacity, technology and the degraded flag are filled in by the
+    simulation's dimensioning step, once the demand on each cell is known."""
 
     site_x: np.ndarray
     site_y: np.ndarray
@@ -391,7 +392,7 @@ def build_network(seed: int, city: City, *, customers: int) -> Network:
 # ---------------------------------------------------------------------------------------- customers
 
 
-@dataclass
+@dataclass(frozen=True)
 class Base:
     """Customers and their subscriptions (one array per attribute; subscriptions index customers)."""
 
