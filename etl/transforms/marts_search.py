@@ -1,0 +1,173 @@
+"""Lookup marts for finding a customer and drawing their page: search keys, and usage per customer.
+
+The customer page reads one customer at a time. Each mart here is stored in customer order, so DuckDB's
+per-row-group min/max statistics let a lookup by `customer_id` read one row group instead of the table
+(at a million customers, a few milliseconds instead of a scan of every charging row).
+
+- `marts.customer_search`: one row per customer with a normalised name key (lower case, accents and
+  punctuation folded, every word preceded by a space) so "d'angelo" finds "Ana D'Angelo";
+- `marts.msisdn_lookup`: one row per subscription with its number as digits only (an international `00`
+  prefix dropped), so a number typed in any notation is compared digit by digit;
+- `marts.customer_usage_daily`: usage and charges per customer, day and service over the loaded window;
+- `marts.customer_usage_hourly`: usage per customer, cell and hour over the last loaded days, beside which
+  the page draws the KPIs of the same cells.
+
+Everything is a portable Ibis expression (DuckDB and PySpark).
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from etl.transforms.checks import CENT_TOLERANCE, Check, register_check
+from etl.transforms.marts_customer import count_if, data_window, day_start
+from etl.transforms.registry import Tables, model
+
+#: Days of hourly usage per customer kept for the network-experience timeline (counted back from the last
+#: loaded date, that date included).
+HOURLY_DAYS = 7
+#: Accented letters folded to their base letter in name keys (after lower-casing). The app folds a typed
+#: name the same way (Unicode NFKD, combining marks dropped), so both sides agree on these letters.
+ACCENTED = "àáâãäåāăąçćčďèéêëēĕėęěìíîïĩīĭįñńňòóôõöōŏőùúûüũūŭůűųýÿśšşţťźżž"
+PLAIN = "aaaaaaaaacccdeeeeeeeeeiiiiiiiinnnoooooooouuuuuuuuuuyysssttzzz"
+
+_DAILY_DEPS = ("staging.charging",)
+_WINDOW_DEPS = ("staging.charging", "staging.topups", "staging.tickets", "staging.kpi_hourly", "staging.alarms")
+
+
+def name_key(name: ir.StringValue) -> ir.StringValue:
+    """A name folded for matching: lower case, common accents removed, every run of characters other than
+    a-z and 0-9 turned into one space, with one leading space (so a word prefix is `' ' + prefix`)."""
+    folded = name.lower().translate(ACCENTED, PLAIN).re_replace(r"[^a-z0-9]+", " ").strip()
+    return ibis.literal(" ") + folded
+
+
+def msisdn_digits(msisdn: ir.StringValue) -> ir.StringValue:
+    """A phone number as its digits only, without an international `00` prefix (`+39 312...` and
+    `0039 312...` both become `39312...`)."""
+    digits = msisdn.re_replace(r"[^0-9]", "")
+    return ibis.ifelse(digits.startswith("00"), digits.substr(2), digits)
+
+
+@model(
+    "marts.customer_search",
+    grain="one row per customer",
+    key=("customer_id",),
+    depends_on=("staging.customers", "staging.subscriptions"),
+)
+def customer_search(tables: Tables) -> ir.Table:
+    """One row per customer: name and its search key, segment, status, home zone, and how many
+    subscriptions they hold (all, and active ones); stored in customer_id order."""
+    cust, subs = tables["staging.customers"], tables["staging.subscriptions"]
+    counts = subs.group_by("customer_id").aggregate(
+        n_subscriptions=subs.count(),
+        n_active_subscriptions=count_if(subs, subs.status == "active"),
+    )
+    out = cust.select(
+        "customer_id", "name", "segment", "home_zone_id",
+        customer_status=cust.status, name_key=name_key(cust.name.fill_null("")),
+    ).left_join(counts, "customer_id")
+    out = out.drop(*[c for c in out.columns if c.endswith("_right")])
+    out = out.mutate(
+        n_subscriptions=out.n_subscriptions.fill_null(0),
+        n_active_subscriptions=out.n_active_subscriptions.fill_null(0),
+    )
+    return out.order_by("customer_id")
+
+
+@model(
+    "marts.msisdn_lookup",
+    grain="one row per subscription",
+    key=("subscription_id",),
+    depends_on=("staging.subscriptions",),
+)
+def msisdn_lookup(tables: Tables) -> ir.Table:
+    """One row per subscription: its customer, number as landed and as digits, status, payment type and
+    tariff; stored in customer_id order."""
+    subs = tables["staging.subscriptions"]
+    return subs.select(
+        "subscription_id", "customer_id", "msisdn", "status", "payment_type", "product_offering",
+        msisdn_digits=msisdn_digits(subs.msisdn),
+    ).order_by(["customer_id", "subscription_id"])
+
+
+@model(
+    "marts.customer_usage_daily",
+    grain="one row per customer per day per service used",
+    key=("customer_id", "usage_date", "service"),
+    depends_on=_DAILY_DEPS,
+)
+def customer_usage_daily(tables: Tables) -> ir.Table:
+    """One row per customer per day per service: events, charges, and quantity in the service's units
+    (data and roaming data in MB, voice and roaming voice in minutes, messages, value-added events).
+
+    Usage of a subscription that is not landed (customer unknown) is left out, as in customer_360.
+    """
+    ch = tables["staging.charging"]
+    ch = ch.filter(ch.customer_id.notnull())
+    g = ch.group_by(["customer_id", "usage_date", "service"]).aggregate(
+        n_events=ch.count(),
+        amount=ch.amount.sum(),
+        data_mb=ch.quantity.sum(where=ch.unit == "megabyte"),
+        voice_min=ch.quantity.sum(where=ch.unit == "second") / 60.0,
+        n_sms=ch.quantity.sum(where=ch.unit == "message"),
+        n_other=ch.quantity.sum(where=ch.unit == "event"),
+    )
+    g = g.mutate(
+        amount=g.amount.fill_null(0.0), data_mb=g.data_mb.fill_null(0.0), voice_min=g.voice_min.fill_null(0.0),
+        n_sms=g.n_sms.fill_null(0.0), n_other=g.n_other.fill_null(0.0),
+    )
+    return g.order_by(["customer_id", "usage_date", "service"])
+
+
+@model(
+    "marts.customer_usage_hourly",
+    grain="one row per customer per cell per hour, over the last HOURLY_DAYS loaded days",
+    key=("customer_id", "cell_id", "hour_at"),
+    depends_on=_WINDOW_DEPS,
+)
+def customer_usage_hourly(tables: Tables) -> ir.Table:
+    """One row per customer per cell per hour of the last 7 loaded days (the last loaded date included):
+    events by kind, data MB, voice minutes, messages and charges; events without a cell (roaming abroad)
+    have no row. Stored in customer_id, hour order.
+    """
+    ch = tables["staging.charging"]
+    w = data_window(tables)
+    win = w.select(from_at=day_start(w.end_date - ibis.interval(days=HOURLY_DAYS - 1)))
+    ch = ch.filter(ch.customer_id.notnull() & ch.cell_id.notnull()).cross_join(win)
+    ch = ch.filter(ch.usage_at >= ch.from_at)
+    g = ch.group_by(["customer_id", "cell_id", ch.usage_at.truncate("h").name("hour_at")]).aggregate(
+        zone_id=ch.zone_id.max(),
+        n_events=ch.count(),
+        n_voice=count_if(ch, ch.service == "voice"),
+        n_sms=count_if(ch, ch.service == "sms"),
+        n_data=count_if(ch, ch.service == "data"),
+        data_mb=ch.quantity.sum(where=ch.unit == "megabyte"),
+        voice_min=ch.quantity.sum(where=ch.unit == "second") / 60.0,
+        amount=ch.amount.sum(),
+    )
+    g = g.mutate(data_mb=g.data_mb.fill_null(0.0), voice_min=g.voice_min.fill_null(0.0),
+                 amount=g.amount.fill_null(0.0))
+    return g.order_by(["customer_id", "hour_at", "cell_id"])
+
+
+register_check(Check(
+    name="reconcile:customer_usage_daily",
+    table="marts.customer_usage_daily",
+    sql=f"""
+        WITH m AS (SELECT usage_date, sum(amount) AS mart_amount, sum(n_events) AS mart_events
+                   FROM marts.customer_usage_daily GROUP BY ALL),
+             s AS (SELECT usage_date, sum(amount) AS staged_amount, count(*) AS staged_events
+                   FROM staging.charging WHERE customer_id IS NOT NULL GROUP BY ALL)
+        SELECT coalesce(m.usage_date, s.usage_date) AS usage_date, mart_amount, staged_amount, mart_events,
+               staged_events
+        FROM m FULL OUTER JOIN s ON m.usage_date = s.usage_date
+        WHERE abs(coalesce(mart_amount, 0) - coalesce(staged_amount, 0)) >= {CENT_TOLERANCE}
+           OR coalesce(mart_events, 0) <> coalesce(staged_events, 0)
+        ORDER BY 1
+    """,
+    requires=("staging.charging",),
+    description="charges and events per day in marts.customer_usage_daily = staging.charging's of known "
+                "customers, to the cent",
+))
