@@ -18,7 +18,7 @@ from app.constants import APP_TITLE
 from app.warehouse import WarehouseReader
 from etl.config import Settings
 
-PAGES = ("app.pages.overview", "app.pages.zone", "app.pages.not_found")
+PAGES = ("app.pages.overview", "app.pages.zone", "app.pages.assurance", "app.pages.not_found")
 HERE = Path(__file__).resolve().parent
 
 
