@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dash
 import dash_ag_grid as dag
@@ -12,21 +12,58 @@ from dash import MATCH, Input, Output, callback, dcc, html
 from app.constants import APP_TITLE
 
 
-def create_header() -> dmc.Group:
-    """The top bar: the product name and one link per page that asks to be in the navigation."""
+def create_header(*, user: str | None = None, role_label: str | None = None,
+                  may_open: Callable[[dict], bool] | None = None, dev_mode: bool = False) -> dmc.Group:
+    """The top bar: the product name, one link per page that asks to be in the navigation and that the
+    viewer may open (`may_open(page)`), and who is signed in with their roles and a sign-out button."""
     links = [
         dmc.Anchor(page["name"], href=page["relative_path"], underline="never", c="dark", fw=500)
         for page in dash.page_registry.values()
-        if page.get("nav", True) and page.get("path_template") is None
+        if page.get("nav", True) and page.get("path_template") is None and (may_open is None or may_open(page))
     ]
+    who = []
+    if dev_mode:
+        who.append(dmc.Badge("development mode", color="orange", variant="filled", id="header-dev-badge"))
+    elif user:
+        who += [
+            dmc.Text(user, size="sm", fw=600, id="header-user"),
+            dmc.Badge(role_label or "no role", color="indigo", variant="light", id="header-roles"),
+            html.Form(dmc.Button("Sign out", type="submit", size="compact-sm", variant="subtle"),
+                      action="/auth/logout", method="post", style={"margin": 0}),
+        ]
     return dmc.Group(
         [
             dmc.Group([dmc.Text(APP_TITLE, fw=700, size="xl", c="indigo"),
                        dmc.Text("customer experience analytics", size="sm", c="dimmed")], gap="xs"),
-            dmc.Group(links, gap="lg"),
+            dmc.Group([dmc.Group(links, gap="lg"), dmc.Group(who, gap="xs")], gap="xl"),
         ],
         justify="space-between", h="100%",
     )
+
+
+def create_dev_banner(role_label: str) -> dmc.Alert:
+    """The banner every page carries in development mode: there is no login and what that means."""
+    return dmc.Alert(
+        f"Development mode: there is no login, and every visitor acts as {role_label}, personal data "
+        "included. Use it only on synthetic data on your own machine; set up users with `opencem user add` "
+        "and serve without OPENCEM_DEV_MODE for anything else.",
+        title="Development mode, no login", color="orange", variant="filled", id="dev-mode-banner", py=6,
+        mb="sm",
+    )
+
+
+def create_refusal(page_name: str, *, roles: Sequence[str] = (), viewer_roles: str | None = None,
+                   home: str | None = None, sign_in: str | None = None) -> dmc.Alert:
+    """What a page shows, instead of itself, to a viewer whose roles may not see it (or who is not signed in)."""
+    if sign_in:
+        body = [dmc.Text(f"Sign in to open {page_name}."), dmc.Anchor("Sign in", href=sign_in)]
+    else:
+        body = [dmc.Text(f"{page_name} is for: {', '.join(roles) or 'no role'}. Your roles ({viewer_roles or 'none'}) "
+                         "may not open it; ask an administrator if you need it.")]
+        if home:
+            body.append(dmc.Anchor("Go to a page you may open", href=home))
+    return dmc.Alert(dmc.Stack(body, gap=4), title="Not allowed", color="red", variant="light",
+                     id="access-refused")
 
 
 def create_empty_state(sentence: str, *, title: str = "Nothing to show") -> dmc.Alert:

@@ -18,10 +18,14 @@ from app.constants import MAP_HEIGHT, OUTLINE_COLOUR, QUADRANTS, SERVICE_LABELS,
 FONT = {"family": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", "size": 12}
 
 
+def _layout_base(height: int, title: str | None = None) -> dict:
+    return {"height": height, "margin": {"l": 8, "r": 8, "t": 36 if title else 8, "b": 8}, "font": FONT,
+            "title": {"text": title, "x": 0.01, "font": {"size": 14}} if title else None,
+            "paper_bgcolor": "white", "plot_bgcolor": "white"}
+
+
 def _base_layout(fig: go.Figure, *, height: int, title: str | None = None) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 8, "r": 8, "t": 36 if title else 8, "b": 8}, font=FONT,
-                      title={"text": title, "x": 0.01, "font": {"size": 14}} if title else None,
-                      paper_bgcolor="white", plot_bgcolor="white")
+    fig.update_layout(**_layout_base(height, title))
     return fig
 
 
@@ -38,14 +42,19 @@ def map_view(bbox: Sequence[float], *, width_px: int = 640, height_px: int = MAP
             "zoom": max(0.0, min(zoom, 18.0))}
 
 
-def _map_layout(fig: go.Figure, bbox: Sequence[float], *, height: int, tile_url: str | None,
-                title: str | None, width_px: int = 520) -> go.Figure:
+def _map_layout_dict(bbox: Sequence[float], *, height: int, tile_url: str | None, title: str | None,
+                     width_px: int = 520) -> dict:
     view = map_view(bbox, width_px=width_px, height_px=height)
     map_args: dict = {"style": "white-bg", **view}
     if tile_url:
         map_args["layers"] = [{"below": "traces", "sourcetype": "raster", "source": [tile_url]}]
-    fig.update_layout(map=map_args, uirevision="zones")
-    return _base_layout(fig, height=height, title=title)
+    return {"map": map_args, "uirevision": "zones", **_layout_base(height, title)}
+
+
+def _map_layout(fig: go.Figure, bbox: Sequence[float], *, height: int, tile_url: str | None,
+                title: str | None, width_px: int = 520) -> go.Figure:
+    fig.update_layout(**_map_layout_dict(bbox, height=height, tile_url=tile_url, title=title, width_px=width_px))
+    return fig
 
 
 def zone_choropleth(zones: pl.DataFrame, geojson: dict, *, value: str, colorbar_title: str, colorscale: str,
@@ -63,15 +72,15 @@ def zone_choropleth(zones: pl.DataFrame, geojson: dict, *, value: str, colorbar_
         f"{label}: %{{customdata[{i + 1}]:{fmt}}}" for i, (_, label, fmt) in enumerate(hover_columns)
     ) + "<extra></extra>"
     custom_cols = ["zone_name", *[c for c, _, _ in hover_columns]]
-    fig = go.Figure()
-    fig.add_trace(go.Choroplethmap(
+    traces = []
+    traces.append(go.Choroplethmap(
         geojson=geojson, locations=known["zone_id"].to_list(), z=known[value].to_list(),
         customdata=known.select(custom_cols).rows(), hovertemplate=hover, colorscale=colorscale,
         marker={"line": {"width": 0.6, "color": OUTLINE_COLOUR}, "opacity": 0.85},
         colorbar={"title": {"text": colorbar_title}, "thickness": 12, "len": 0.8}, name=value,
     ))
     if missing.height:
-        fig.add_trace(go.Choroplethmap(
+        traces.append(go.Choroplethmap(
             geojson=geojson, locations=missing["zone_id"].to_list(), z=[0] * missing.height,
             colorscale=[[0, "#f1f3f5"], [1, "#f1f3f5"]], showscale=False,
             customdata=missing.select(["zone_name"]).rows(),
@@ -79,47 +88,50 @@ def zone_choropleth(zones: pl.DataFrame, geojson: dict, *, value: str, colorbar_
             marker={"line": {"width": 0.6, "color": OUTLINE_COLOUR}}, name="no data",
         ))
     # The outline of the selected or hovered zone (linked across maps by app/assets/opencem.js).
-    fig.add_trace(go.Choroplethmap(
+    traces.append(go.Choroplethmap(
             geojson=geojson, locations=[highlight] if highlight else [], z=[0] if highlight else [], colorscale=[[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]],
             showscale=False, hoverinfo="skip", marker={"line": {"width": 3, "color": "#212529"}}, name="selected",
     ))
-    return _map_layout(fig, bbox, height=height, tile_url=tile_url, title=title)
+    return go.Figure(data=traces, layout=_map_layout_dict(bbox, height=height, tile_url=tile_url, title=title))
 
 
 def value_experience_matrix(zones: pl.DataFrame, *, value_threshold: float, experience_threshold: float,
                             height: int = 420) -> go.Figure:
     """Each zone a point: revenue (y) against experience (x), the four quadrants named and shaded.
 
-    `zones` has zone_id, zone_name, revenue, experience_index, subscribers, quadrant.
+    `zones` has zone_id, zone_name, revenue, experience_index, subscribers, quadrant. The figure is built
+    in one constructor call: Plotly validates every property set, and piecemeal updates cost several times more.
     """
-    fig = go.Figure()
     if zones.height == 0:
-        return _base_layout(fig, height=height)
+        return _base_layout(go.Figure(), height=height)
     x_max = max(100.0, float(zones["experience_index"].max() or 100))
     y_max = float(zones["revenue"].max() or 1) * 1.08
     x_min = min(0.0, float(zones["experience_index"].min() or 0))
-    shade = {  # quadrant → (x0, x1, y0, y1)
+    boxes = {  # quadrant → (x0, x1, y0, y1)
         "invest": (x_min, experience_threshold, value_threshold, y_max),
         "protect": (experience_threshold, x_max, value_threshold, y_max),
         "maintain": (experience_threshold, x_max, 0, value_threshold),
         "monitor": (x_min, experience_threshold, 0, value_threshold),
     }
-    for name, (x0, x1, y0, y1) in shade.items():
-        label, colour = QUADRANTS[name]
-        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, fillcolor=colour, opacity=0.07, line_width=0,
-                      layer="below")
+    shapes = [{"type": "rect", "x0": x0, "x1": x1, "y0": y0, "y1": y1, "fillcolor": QUADRANTS[name][1],
+               "opacity": 0.07, "line": {"width": 0}, "layer": "below"} for name, (x0, x1, y0, y1) in boxes.items()]
+    dotted = {"dash": "dot", "color": "#868e96", "width": 1}
+    shapes += [{"type": "line", "x0": experience_threshold, "x1": experience_threshold, "y0": 0, "y1": 1,
+                "yref": "paper", "line": dotted},
+               {"type": "line", "x0": 0, "x1": 1, "xref": "paper", "y0": value_threshold, "y1": value_threshold,
+                "line": dotted}]
     corners = {"invest": (0.01, 0.99, "left", "top"), "protect": (0.99, 0.99, "right", "top"),
                "maintain": (0.99, 0.01, "right", "bottom"), "monitor": (0.01, 0.01, "left", "bottom")}
-    for name, (x, y, xanchor, yanchor) in corners.items():
-        fig.add_annotation(x=x, y=y, xref="paper", yref="paper", xanchor=xanchor, yanchor=yanchor, showarrow=False,
-                           text=f"<b>{name}</b>", font={"color": QUADRANTS[name][1], "size": 13},
-                           bgcolor="rgba(255,255,255,0.8)")
+    annotations = [{"x": x, "y": y, "xref": "paper", "yref": "paper", "xanchor": xa, "yanchor": ya,
+                    "showarrow": False, "text": f"<b>{name}</b>", "font": {"color": QUADRANTS[name][1], "size": 13},
+                    "bgcolor": "rgba(255,255,255,0.8)"} for name, (x, y, xa, ya) in corners.items()]
     size_ref = max(float(zones["subscribers"].max() or 1), 1.0)
+    traces = []
     for name, (_, colour) in QUADRANTS.items():
         part = zones.filter(pl.col("quadrant") == name)
         if part.height == 0:
             continue
-        fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=part["experience_index"].to_list(), y=part["revenue"].to_list(), mode="markers", name=name,
             marker={"color": colour, "size": [8 + 22 * (s or 0) / size_ref for s in part["subscribers"]],
                     "line": {"width": 0.5, "color": "white"}},
@@ -127,12 +139,14 @@ def value_experience_matrix(zones: pl.DataFrame, *, value_threshold: float, expe
             hovertemplate="<b>%{customdata[1]}</b> (%{customdata[0]})<br>revenue %{y:,.0f}<br>"
                           "experience %{x:.1f}<br>%{customdata[2]:,} subscribers<extra>" + name + "</extra>",
         ))
-    fig.add_vline(x=experience_threshold, line_dash="dot", line_color="#868e96")
-    fig.add_hline(y=value_threshold, line_dash="dot", line_color="#868e96")
-    fig.update_xaxes(title="experience index (0-100, higher is better)", range=[x_min, x_max], gridcolor="#eee")
-    fig.update_yaxes(title="revenue in the period", range=[0, y_max], gridcolor="#eee", rangemode="tozero")
-    fig.update_layout(legend={"orientation": "h", "y": -0.2})
-    return _base_layout(fig, height=height)
+    layout = {
+        "shapes": shapes, "annotations": annotations, "legend": {"orientation": "h", "y": -0.2},
+        "xaxis": {"title": {"text": "experience index (0-100, higher is better)"}, "range": [x_min, x_max],
+                  "gridcolor": "#eee"},
+        "yaxis": {"title": {"text": "revenue in the period"}, "range": [0, y_max], "gridcolor": "#eee"},
+        **_layout_base(height),
+    }
+    return go.Figure(data=traces, layout=layout)
 
 
 def revenue_by_service(df: pl.DataFrame, *, height: int = 320, currency: str = "EUR") -> go.Figure:

@@ -7,15 +7,20 @@ worker reads the published warehouse read-only; no work happens at import time.
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import dash
 import dash_mantine_components as dmc
+import flask
 from dash import Dash, dcc, html
 
+from app import queries
 from app.components import create_header
+from app.compression import install_compression
 from app.constants import APP_TITLE
-from app.warehouse import WarehouseReader
+from app.context import reader
+from app.warehouse import NoWarehouse, WarehouseReader
 from etl.config import Settings
 
 PAGES = ("app.pages.overview", "app.pages.zone", "app.pages.assurance", "app.pages.not_found")
@@ -41,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Dash:
         dash.page_registry[name]["layout"] = module.layout
     app.server.extensions["opencem.warehouse"] = WarehouseReader(settings.warehouse_dir)
     app.server.extensions["opencem.settings"] = settings
+    app.server.add_url_rule("/opencem/zones/<version>.geojson", "zones_geojson", _zones_geojson)
+    install_compression(app.server)
     app.layout = dmc.MantineProvider(
         dmc.AppShell(
             [
@@ -55,6 +62,21 @@ def create_app(settings: Settings | None = None) -> Dash:
         forceColorScheme="light",
     )
     return app
+
+
+def _zones_geojson(version: str) -> flask.Response:
+    """The zone outlines of the live version as GeoJSON; the URL names the version, so browsers cache it."""
+    db = reader()
+    try:
+        live = db.version.name
+    except NoWarehouse:
+        flask.abort(404)
+    if version != live:  # an old page asking for outlines of a version that is gone: send it the live one
+        return flask.redirect(f"/opencem/zones/{live}.geojson")
+    body = db.memo("zones_geojson_bytes", lambda: json.dumps(queries.zones_geojson(db)[0]).encode())
+    response = flask.Response(body, mimetype="application/geo+json")
+    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    return response
 
 
 def create_server(settings: Settings | None = None):

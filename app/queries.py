@@ -37,9 +37,13 @@ class Period:
 
 def period(db: WarehouseReader, choice: str) -> Period | None:
     """The dates of a scorecard period (`7`, `28` or `all`), as the scorecard computed them."""
+    name = PERIOD_ALIASES.get(choice, "last_28d")
+    return db.memo(("period", name), lambda: _period(db, name))
+
+
+def _period(db: WarehouseReader, name: str) -> Period | None:
     if not db.has_table("marts.zone_scorecard"):
         return None
-    name = PERIOD_ALIASES.get(choice, "last_28d")
     df = db.query("SELECT DISTINCT period_start, period_end FROM marts.zone_scorecard WHERE period = ?", [name])
     if df.height == 0 or df["period_start"][0] is None:
         return None
@@ -47,6 +51,11 @@ def period(db: WarehouseReader, choice: str) -> Period | None:
 
 
 def freshness(db: WarehouseReader) -> pl.DataFrame:
+    """Per source: loaded or not, rows, as-of time and last load (marts.freshness), once per version."""
+    return db.memo("freshness", lambda: _freshness(db))
+
+
+def _freshness(db: WarehouseReader) -> pl.DataFrame:
     if not db.has_table("marts.freshness"):
         return pl.DataFrame(schema={"source": pl.String, "is_loaded": pl.Boolean, "as_of": pl.Datetime})
     return db.query("SELECT source, side, is_loaded, n_rows, as_of, last_loaded_at FROM marts.freshness "
@@ -56,7 +65,11 @@ def freshness(db: WarehouseReader) -> pl.DataFrame:
 def zones_geojson(db: WarehouseReader, *, zone_id: str | None = None
                   ) -> tuple[dict, tuple[float, float, float, float] | None]:
     """Zone outlines (simplified) as one FeatureCollection (feature id = zone_id) and their bounding box:
-    every zone, or only `zone_id`."""
+    every zone, or only `zone_id`. Computed once per version."""
+    return db.memo(("zones_geojson", zone_id), lambda: _zones_geojson(db, zone_id))
+
+
+def _zones_geojson(db: WarehouseReader, zone_id: str | None) -> tuple[dict, tuple[float, float, float, float] | None]:
     if not db.has_table("staging.zones_map"):
         return {"type": "FeatureCollection", "features": []}, None
     df = db.query("SELECT zone_id, zone_name, geojson, bbox_min_lon, bbox_min_lat, bbox_max_lon, bbox_max_lat "
@@ -73,7 +86,7 @@ def zones_geojson(db: WarehouseReader, *, zone_id: str | None = None
 def zone_list(db: WarehouseReader) -> pl.DataFrame:
     if not db.has_table("staging.zones_map"):
         return pl.DataFrame(schema={"zone_id": pl.String, "zone_name": pl.String})
-    return db.query("SELECT zone_id, zone_name FROM staging.zones_map ORDER BY zone_id")
+    return db.memo("zone_list", lambda: db.query("SELECT zone_id, zone_name FROM staging.zones_map ORDER BY zone_id"))
 
 
 def zone_revenue(db: WarehouseReader, p: Period, *, service: str | None, payment_type: str | None) -> pl.DataFrame:
@@ -94,10 +107,10 @@ def zone_revenue(db: WarehouseReader, p: Period, *, service: str | None, payment
 
 def scorecard(db: WarehouseReader, p: Period) -> pl.DataFrame:
     """The zone scorecard of a period: value, experience, KPIs, quadrant, investment rank."""
-    return db.query(
+    return db.memo(("scorecard", p.name), lambda: db.query(
         "SELECT * FROM marts.zone_scorecard WHERE period = ? AND zone_id <> ? ORDER BY zone_id",
         [p.name, UNASSIGNED],
-    )
+    ))
 
 
 def overview_zones(db: WarehouseReader, p: Period, *, service: str | None, payment_type: str | None) -> pl.DataFrame:
@@ -140,11 +153,9 @@ def headline(db: WarehouseReader, p: Period, *, service: str | None = None,
 
 def incomplete_zones(db: WarehouseReader, p: Period, *, below: float = 0.95) -> pl.DataFrame:
     """Zones whose KPIs over the period rest on fewer than `below` of the expected cell-hours."""
-    return db.query(
-        "SELECT zone_id, zone_name, kpi_completeness FROM marts.zone_scorecard "
-        "WHERE period = ? AND zone_id <> ? AND n_cells > 0 AND kpi_completeness < ? ORDER BY kpi_completeness",
-        [p.name, UNASSIGNED, below],
-    )
+    sc = scorecard(db, p)
+    return sc.filter((pl.col("n_cells") > 0) & (pl.col("kpi_completeness") < below)).select(
+        "zone_id", "zone_name", "kpi_completeness").sort("kpi_completeness")
 
 
 # ---------------------------------------------------------------------------------------------- zone page
@@ -228,13 +239,13 @@ def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[st
 
 def investment_list(db: WarehouseReader, p: Period) -> pl.DataFrame:
     """Zones ranked by revenue at stake x experience gap, with the KPIs behind the gap."""
-    return db.query(
+    return db.memo(("investment_list", p.name), lambda: db.query(
         "SELECT invest_rank, zone_id, zone_name, quadrant, revenue_at_stake, experience_index, "
         "experience_gap_pct, investment_score, subscribers, availability_pct, drop_rate_pct, dl_throughput_mbps, "
         "latency_ms, prb_utilisation_pct, accessibility_pct, kpi_completeness "
         "FROM marts.zone_scorecard WHERE period = ? AND invest_rank IS NOT NULL ORDER BY invest_rank",
         [p.name],
-    )
+    ))
 
 
 def zone_poor_experience(db: WarehouseReader, zone_id: str, thresholds: dict[str, float]) -> dict:

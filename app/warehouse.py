@@ -9,14 +9,17 @@ finish on the version they started with.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
+
+
+T = TypeVar("T")
 
 
 class NoWarehouse(LookupError):
@@ -39,6 +42,7 @@ class WarehouseReader:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._tables: frozenset[str] = frozenset()
         self._pointer_stat: tuple[int, int] | None = None
+        self._memo: dict[object, object] = {}
 
     def _read_pointer(self) -> Version:
         pointer = self.root / "CURRENT"
@@ -70,6 +74,7 @@ class WarehouseReader:
                     # running on it keep it alive until they finish.
                     self._con, self._version = con, version
                     self._tables = frozenset(t for (t,) in tables)
+                    self._memo = {}
                 self._pointer_stat = stat
             assert self._con is not None and self._version is not None
             return self._version, self._con
@@ -98,6 +103,16 @@ class WarehouseReader:
             if rel is None:  # a statement that returns nothing (the connection is read-only anyway)
                 return pl.DataFrame()
             return pl.from_arrow(rel.to_arrow_table())
+
+    def memo(self, key: object, compute: Callable[[], T]) -> T:
+        """`compute()` once per published version: for what every request needs and only a refresh changes
+        (zone outlines, period bounds, the scorecard). A new version starts with an empty memo."""
+        version, _ = self._connection()
+        memo = self._memo
+        full_key = (version.name, key)
+        if full_key not in memo:
+            memo[full_key] = compute()
+        return memo[full_key]  # type: ignore[return-value]
 
     def close(self) -> None:
         with self._lock:

@@ -72,13 +72,14 @@ def opencem(*args: str) -> list[str]:
     return [str(BIN / "opencem"), *args]
 
 
-def ensure_generated(customers: int, days: int, *, seed: int = 11) -> Path:
+def ensure_generated(customers: int, days: int, *, seed: int = 11, zones: int | None = None) -> Path:
     """Generate (once, cached under benchmarks/data) an operator of the given size, as plain CSV."""
-    out = DATA / f"op_{customers}_{days}_{seed}"
+    out = DATA / (f"op_{customers}_{days}_{seed}" + (f"_{zones}z" if zones else ""))
     if not (out / "truth.json").exists():
         print(f"generating {customers} customers x {days} days into {out} ...", file=sys.stderr)
+        extra = ["--zones", str(zones)] if zones else []
         r = run(opencem("generate", "--out", str(out), "--customers", str(customers), "--days", str(days),
-                        "--seed", str(seed), "--no-compress"))
+                        "--seed", str(seed), "--no-compress", *extra))
         if r.returncode:
             raise SystemExit(f"generate failed:\n{r.stderr}")
         print(f"  generated in {r.wall_s:.1f}s, peak RSS {r.peak_rss_mb:.0f} MB", file=sys.stderr)

@@ -6,10 +6,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import dash
-import dash_ag_grid as dag
 import dash_mantine_components as dmc
 import polars as pl
-from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, html
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from app import figures, queries
@@ -82,7 +81,6 @@ def layout(**kwargs) -> html.Div:
                     create_section("Value x experience", create_graph("ov-matrix"),
                                    description="Each zone a point; the quadrant says what to do."),
                     create_section("Where investment pays back", html.Div(id="ov-invest"),
-                                   create_invest_table(settings().currency),
                                    description="Revenue at stake x experience gap, top zones of the period."),
                 ],
                 cols=2, spacing="lg",
@@ -127,74 +125,61 @@ def create_cards(db, p: queries.Period, currency: str, *, service: str | None, p
     return cards
 
 
-def invest_rows(df: pl.DataFrame) -> list[dict]:
-    return df.head(15).with_columns(
-        pl.col("revenue_at_stake").round(0), pl.col("experience_index").round(1),
-        pl.col("investment_score").round(0),
-    ).select("invest_rank", "zone_id", "zone_name", "quadrant", "revenue_at_stake", "experience_index",
-             "investment_score").to_dicts()
+def zones_url(version: str) -> str:
+    """Where the browser fetches the zone outlines of a version (served by app.main, cached by version)."""
+    return f"/opencem/zones/{version}.geojson"
 
 
-def create_invest_table(currency: str) -> dag.AgGrid:
-    return dag.AgGrid(
-        id="ov-invest-grid",
-        rowData=[],
-        columnDefs=[
-            {"field": "invest_rank", "headerName": "#", "width": 60},
-            {"field": "zone_name", "headerName": "Zone", "flex": 1},
-            {"field": "quadrant", "width": 100},
-            {"field": "revenue_at_stake", "headerName": f"Revenue ({currency})", "width": 130,
-             "valueFormatter": {"function": "d3.format(',.0f')(params.value)"}},
-            {"field": "experience_index", "headerName": "Experience", "width": 110},
-            {"field": "investment_score", "headerName": "Score", "width": 100,
-             "valueFormatter": {"function": "d3.format(',.0f')(params.value)"}},
-        ],
-        defaultColDef={"sortable": True, "resizable": True},
-        getRowId="params.data.zone_id",
-        dashGridOptions={"domLayout": "autoHeight"},
-        style={"height": None},
-    )
+def create_invest_table(df: pl.DataFrame, currency: str, period_choice: str) -> dmc.Table:
+    """The top of the investment ranking; each zone links to its page (a plain table keeps the first load light)."""
+    head = dmc.TableThead(dmc.TableTr([dmc.TableTh(h) for h in
+                                      ("#", "Zone", "Quadrant", f"Revenue ({currency})", "Experience", "Score")]))
+    rows = []
+    for r in df.head(15).to_dicts():
+        link = dcc.Link(r["zone_name"] or r["zone_id"], href=f"/zone/{r['zone_id']}?period={period_choice}")
+        rows.append(dmc.TableTr([
+            dmc.TableTd(r["invest_rank"]), dmc.TableTd(link), dmc.TableTd(r["quadrant"] or "-"),
+            dmc.TableTd(f"{r['revenue_at_stake']:,.0f}"),
+            dmc.TableTd("-" if r["experience_index"] is None else f"{r['experience_index']:.1f}"),
+            dmc.TableTd(f"{r['investment_score']:,.0f}"),
+        ]))
+    return dmc.Table([head, dmc.TableTbody(rows)], striped=True, highlightOnHover=True, id="ov-invest-table")
+
+
+def _context(period_choice: str):
+    """The reader, settings, live version and chosen period; an empty state instead when there is none."""
+    db, cfg = reader(), settings()
+    try:
+        version = db.version.name
+    except NoWarehouse as exc:
+        return None, create_empty_state(str(exc), title="No warehouse yet")
+    p = queries.period(db, period_choice)
+    if p is None:
+        return None, create_empty_state("The warehouse has no days of revenue or KPIs loaded yet.")
+    return (db, cfg, version, p), None
+
+
+def _chosen(service: str, payment: str) -> dict[str, str | None]:
+    return {"service": None if service == "all" else service, "payment_type": None if payment == "all" else payment}
 
 
 @callback(
     Output("ov-asof", "children"),
     Output("ov-notices", "children"),
-    Output("ov-cards", "children"),
-    Output("ov-revenue-title", "children"),
-    Output("ov-revenue-map", "figure"),
-    Output("ov-kpi-title", "children"),
-    Output("ov-kpi-map", "figure"),
-    Output("ov-matrix", "figure"),
-    Output("ov-invest", "children"),
-    Output("ov-invest-grid", "rowData"),
     Input("ov-period", "value"),
-    Input("ov-service", "value"),
-    Input("ov-payment", "value"),
-    Input("ov-kpi", "value"),
 )
-def update_overview(period_choice, service, payment, kpi_name):
-    if not period_choice or not service or not payment or not kpi_name:
+def update_header(period_choice):
+    """The data's as-of time, sources not loaded and KPIs resting on incomplete hours: said, never hidden."""
+    if not period_choice:
         raise PreventUpdate
-    db, cfg = reader(), settings()
-    try:
-        version = db.version.name
-    except NoWarehouse as exc:
-        empty = create_empty_state(str(exc), title="No warehouse yet")
-        return None, empty, [], "", {}, "", {}, {}, None, []
+    ctx, empty = _context(period_choice)
+    if ctx is None:
+        return None, empty
+    db, _cfg, version, p = ctx
     fresh = queries.freshness(db)
     as_of = fresh["as_of"].max() if fresh.height else None
     missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
     asof = create_asof(f"{as_of:%Y-%m-%d %H:%M} UTC" if as_of else None, version, missing=missing)
-
-    p = queries.period(db, period_choice)
-    if p is None:
-        empty = create_empty_state("The warehouse has no days of revenue or KPIs loaded yet.")
-        return asof, empty, [], "", {}, "", {}, {}, None, []
-
-    chosen = {"service": None if service == "all" else service,
-              "payment_type": None if payment == "all" else payment}
-    zones = queries.overview_zones(db, p, **chosen)
-    geojson, bbox = queries.zones_geojson(db)
     notices = []
     if missing:
         notices.append(create_notice(
@@ -205,10 +190,46 @@ def update_overview(period_choice, service, payment, kpi_name):
                           for r in incomplete.head(6).to_dicts())
         more = f" and {incomplete.height - 6} more" if incomplete.height > 6 else ""
         notices.append(create_notice(f"KPIs of {incomplete.height} zone(s) rest on incomplete hours: {names}{more}."))
-    if not geojson["features"] or bbox is None:
-        empty = create_empty_state("No zones are loaded, so there is no map to draw. Load a zones file.")
-        return asof, [*notices, empty], create_cards(db, p, cfg.currency, **chosen), "", {}, "", {}, {}, None, []
+    return asof, notices
 
+
+@callback(
+    Output("ov-cards", "children"),
+    Input("ov-period", "value"),
+    Input("ov-service", "value"),
+    Input("ov-payment", "value"),
+)
+def update_cards(period_choice, service, payment):
+    if not period_choice or not service or not payment:
+        raise PreventUpdate
+    ctx, _empty = _context(period_choice)
+    if ctx is None:
+        return []
+    db, cfg, _version, p = ctx
+    return create_cards(db, p, cfg.currency, **_chosen(service, payment))
+
+
+@callback(
+    Output("ov-revenue-title", "children"),
+    Output("ov-revenue-map", "figure"),
+    Output("ov-kpi-title", "children"),
+    Output("ov-kpi-map", "figure"),
+    Input("ov-period", "value"),
+    Input("ov-service", "value"),
+    Input("ov-payment", "value"),
+    Input("ov-kpi", "value"),
+)
+def update_maps(period_choice, service, payment, kpi_name):
+    if not period_choice or not service or not payment or not kpi_name:
+        raise PreventUpdate
+    ctx, empty = _context(period_choice)
+    if ctx is None:
+        return empty, {}, None, {}
+    db, cfg, version, p = ctx
+    _geojson, bbox = queries.zones_geojson(db)
+    if bbox is None:
+        return create_empty_state("No zones are loaded, so there is no map to draw. Load a zones file."), {}, None, {}
+    zones = queries.overview_zones(db, p, **_chosen(service, payment))
     kpi = KPIS[kpi_name]
     service_label = "all services" if service == "all" else SERVICE_LABELS[service]
     payment_label = "prepaid and postpaid" if payment == "all" else payment
@@ -220,27 +241,39 @@ def update_overview(period_choice, service, payment, kpi_name):
              ("kpi_completeness", "share of hours present", ".0%")]
     hover = list({c: (c, label, fmt) for c, label, fmt in hover}.values())  # one entry per column
     zones = zones.with_columns(pl.col(c).cast(pl.Float64) for c, _, _ in hover)
+    outlines = zones_url(version)  # the browser fetches (and caches) the outlines once per version
     rev_map = figures.zone_choropleth(
-        zones, geojson, value="selected_revenue", colorbar_title=f"{cfg.currency}<br><sub>higher is more</sub>",
+        zones, outlines, value="selected_revenue", colorbar_title=f"{cfg.currency}<br><sub>higher is more</sub>",
         colorscale="Blues", bbox=bbox, hover_columns=hover, tile_url=cfg.tile_url)
     kpi_map = figures.zone_choropleth(
-        zones, geojson, value=kpi_name, colorbar_title=kpi.legend, colorscale=kpi.colorscale, bbox=bbox,
+        zones, outlines, value=kpi_name, colorbar_title=kpi.legend, colorscale=kpi.colorscale, bbox=bbox,
         hover_columns=hover, tile_url=cfg.tile_url)
     kpi_title = f"{kpi.label} ({kpi.unit}, {kpi.better} is better; {queries_period_label(p)})"
+    return revenue_title, rev_map, kpi_title, kpi_map
 
-    sc = zones.filter(pl.col("quadrant").is_not_null())
+
+@callback(
+    Output("ov-matrix", "figure"),
+    Output("ov-invest", "children"),
+    Input("ov-period", "value"),
+)
+def update_matrix(period_choice):
+    if not period_choice:
+        raise PreventUpdate
+    ctx, empty = _context(period_choice)
+    if ctx is None:
+        return {}, empty
+    db, cfg, _version, p = ctx
+    sc = queries.scorecard(db, p).filter(pl.col("quadrant").is_not_null())
+    matrix = {}
     if sc.height:
-        median_index = sc["experience_index"].median()
         matrix = figures.value_experience_matrix(
             sc, value_threshold=float(sc["revenue"].median()),
-            experience_threshold=min(float(median_index), EXPERIENCE_TARGET))
-    else:
-        matrix = {}
+            experience_threshold=min(float(sc["experience_index"].median()), EXPERIENCE_TARGET))
     invest = queries.investment_list(db, p)
-    invest_note = (None if invest.height else
-                   create_empty_state("No zone has both revenue and KPIs in this period to rank."))
-    return (asof, notices, create_cards(db, p, cfg.currency, **chosen), revenue_title, rev_map, kpi_title, kpi_map, matrix,
-            invest_note, invest_rows(invest))
+    if invest.height == 0:
+        return matrix, create_empty_state("No zone has both revenue and KPIs in this period to rank.")
+    return matrix, create_invest_table(invest, cfg.currency, period_choice)
 
 
 def queries_period_label(p: queries.Period) -> str:
@@ -252,17 +285,14 @@ def queries_period_label(p: queries.Period) -> str:
     Input("ov-revenue-map", "clickData"),
     Input("ov-kpi-map", "clickData"),
     Input("ov-matrix", "clickData"),
-    Input("ov-invest-grid", "cellClicked"),
     State("ov-period", "value"),
     prevent_initial_call=True,
 )
-def open_zone(rev_click, kpi_click, matrix_click, cell_clicked, period_choice):
+def open_zone(rev_click, kpi_click, matrix_click, period_choice):
     trigger = dash.ctx.triggered_id
     data = {"ov-revenue-map": rev_click, "ov-kpi-map": kpi_click, "ov-matrix": matrix_click}.get(trigger)
     zone_id = None
-    if trigger == "ov-invest-grid" and cell_clicked:
-        zone_id = cell_clicked.get("rowId")
-    elif data and data.get("points"):
+    if data and data.get("points"):
         point = data["points"][0]
         zone_id = point.get("location") or (point.get("customdata") or [None])[0]
     if not zone_id:

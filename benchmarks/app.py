@@ -1,0 +1,156 @@
+"""Benchmark of the app at scale: server time per callback and page (p50, p95), bytes of the first page
+load, and the time until the overview's maps are drawn in Chromium.
+
+    .venv/bin/python benchmarks/app.py --customers 1000000 --days 7 --zones 500
+
+Targets (issue: the executive map): p95 under 150 ms per callback, the overview's first load under 2 MB,
+the maps drawn in under 3 s. The reference in the same run is the server time of Dash's own
+`/_dash-layout` request (a fixed-size JSON answer with no warehouse work) and a trivial DuckDB query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA, ensure_generated, opencem, run, table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MAPS_DRAWN = """() => ['ov-revenue-map', 'ov-kpi-map'].every(id => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  return gd && gd.data && gd.data.length > 0 && gd.querySelector('.maplibregl-canvas');
+})"""
+
+
+def ensure_warehouse(customers: int, days: int, zones: int | None) -> Path:
+    src = ensure_generated(customers, days, zones=zones)
+    wh = DATA / f"wh_{src.name}"
+    if not (wh / "CURRENT").exists():
+        print(f"refreshing {src} into {wh} ...", file=sys.stderr)
+        r = run(opencem("refresh", "--source", str(src), "--warehouse", str(wh), "--json"))
+        if r.returncode:
+            raise SystemExit(f"refresh failed:\n{r.stderr[-4000:]}")
+        print(f"  refreshed in {r.wall_s:.0f}s, peak RSS {r.peak_rss_mb:,.0f} MB", file=sys.stderr)
+    return wh
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--zones", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=5, help="filter changes per filter value")
+    ap.add_argument("--warehouse", help="measure an existing warehouse instead of generating one")
+    args = ap.parse_args()
+
+    wh = Path(args.warehouse) if args.warehouse else ensure_warehouse(args.customers, args.days, args.zones)
+
+    import flask
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    from app.main import create_app
+    from etl.config import Settings
+
+    app = create_app(Settings(warehouse_dir=wh))
+    timings: dict[str, list[float]] = defaultdict(list)
+    sizes: dict[str, int] = {}
+
+    @app.server.before_request
+    def _start() -> None:
+        flask.g.t0 = time.perf_counter()
+
+    @app.server.after_request
+    def _stop(response):
+        key = flask.request.path
+        if key == "/_dash-update-component":
+            body = flask.request.get_json(silent=True) or {}
+            key = "callback " + str(body.get("output", "?"))[:90]
+        timings[key].append((time.perf_counter() - flask.g.t0) * 1000)
+        if not response.direct_passthrough:
+            sizes[key] = max(sizes.get(key, 0), len(response.get_data()))
+        return response
+
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    port = server.server_port
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+
+    db = app.server.extensions["opencem.warehouse"]
+    n_zones = db.query("SELECT count(*) AS n FROM staging.zones_map")["n"][0]
+    n_customers = db.query("SELECT count(*) AS n FROM staging.customers")["n"][0]
+    top_zone = db.query("SELECT zone_id FROM marts.zone_scorecard WHERE period = 'last_7d' "
+                        "AND invest_rank = 1")["zone_id"][0]
+    ref = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        db.query("SELECT 1")
+        ref.append((time.perf_counter() - t0) * 1000)
+
+    first_load_bytes = 0
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        received: list[int] = []
+        page.on("requestfinished", lambda req: received.append(req.sizes()["responseBodySize"]))
+        t0 = time.perf_counter()
+        page.goto(base + "/")
+        page.wait_for_function(MAPS_DRAWN, timeout=60_000)
+        maps_drawn_s = time.perf_counter() - t0
+        page.wait_for_load_state("networkidle")
+        first_load_bytes = sum(received)
+
+        # Filter changes, each waited for until the maps carry the new title.
+        for _ in range(args.rounds):
+            for kpi in ("Drop rate", "DL throughput", "Availability", "Experience index"):
+                page.click("#ov-kpi")
+                page.get_by_role("option", name=kpi, exact=True).click()
+                page.wait_for_function(f"() => document.getElementById('ov-kpi-title').innerText.includes('{kpi}')")
+            for period in ("Last 7 days", "All loaded days"):
+                page.get_by_text(period, exact=True).click()
+                page.wait_for_load_state("networkidle")
+        for _ in range(args.rounds):
+            page.goto(f"{base}/zone/{top_zone}?period=7")
+            page.wait_for_selector("#zone-cells-grid, .ag-row", timeout=60_000)
+            page.wait_for_load_state("networkidle")
+        browser.close()
+    server.shutdown()
+
+    rows = []
+    worst = 0.0
+    for key, values in sorted(timings.items()):
+        if key.startswith(("/_dash-component-suites", "/assets", "/_favicon")):
+            continue
+        p50, p95 = pct(values, 0.5), pct(values, 0.95)
+        if key.startswith("callback"):
+            worst = max(worst, p95)
+        rows.append((key, len(values), f"{p50:.1f}", f"{p95:.1f}", f"{sizes.get(key, 0) / 1024:,.1f}"))
+    print(f"\nopencem app benchmark: {n_customers:,} customers, {n_zones} zones, {args.days} days "
+          f"(warehouse {wh})\n")
+    print(table(rows, ("request", "n", "p50 ms", "p95 ms", "max KB")))
+    print(f"\nreference: trivial DuckDB query p50 {statistics.median(ref):.2f} ms; "
+          f"/_dash-layout p50 {pct(timings.get('/_dash-layout', [0]), 0.5):.1f} ms")
+    print(f"worst callback p95 {worst:.0f} ms (target < 150); overview first load "
+          f"{first_load_bytes / 2**20:.2f} MB (target < 2); maps drawn in {maps_drawn_s:.2f} s (target < 3)")
+    print(json.dumps({"worst_callback_p95_ms": round(worst, 1), "first_load_mb": round(first_load_bytes / 2**20, 3),
+                      "maps_drawn_s": round(maps_drawn_s, 2), "zones": n_zones, "customers": n_customers}))
+
+
+if __name__ == "__main__":
+    main()
