@@ -186,7 +186,6 @@ def build(con: duckdb.DuckDBPyConnection, cfg: ExperienceConfig | None = None) -
         cust["home_zone_id"] = None
     cust["zone_id"] = cust["home_zone_id"].where(cust["home_zone_id"].notna(), cust["usage_zone_id"])
     cust["is_poor"] = cust["experience_index"] < cfg.poor_below
-    cust["formula"] = cfg.formula()
     known = cust[cust["experience_index"].notna() & cust["zone_id"].notna()]
     zone = known.groupby("zone_id").agg(
         n_customers=("customer_id", "size"), experience_index=("experience_index", "mean"),

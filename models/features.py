@@ -76,9 +76,8 @@ GROUPS: dict[str, Group] = {g.name: g for g in (
 REASON_TITLES: dict[str, str] = {
     "price": "price paid", "tenure": "short tenure", "payment": "payment type", "profile": "lines and segment",
     "usage": "falling or low usage", "topups": "top-up rhythm", "bills": "overdue bills",
-    "tickets": "trouble tickets", "promotion": "promotion ending or ended", "drops": "dropped calls",
-    "throughput": "slow data", "latency": "latency", "access": "network availability and access",
-    "outages": "outages lived through",
+    "tickets": "trouble tickets", "promotion": "promotion ending or ended",
+    "network": "network experience on the cells used", "outages": "outages lived through",
 }
 
 
@@ -106,7 +105,7 @@ def _f(name: str, group: str, reason: str, description: str, *, kind: Kind = "nu
 
 
 FEATURES: tuple[Feature, ...] = (
-    _f("tenure_days", "subscription", "tenure", "days since the first subscription started"),
+    _f("tenure_days", "subscription", "tenure", "days since the first subscription started", monotone=-1),
     _f("monthly_fee_total", "subscription", "price", "recurring fees of the active lines"),
     _f("fee_vs_peers", "subscription", "price",
        "monthly fee / the median fee of customers of the same segment and payment type", extra=True),
@@ -147,13 +146,13 @@ FEATURES: tuple[Feature, ...] = (
        extra=True),
     _f("days_since_promotion_ended", "promotions", "promotion", "days since the last promotion ended",
        extra=True),
-    _f("exp_drop_rate_pct", "network", "drops", "drop rate on the cells used, weighted by usage", monotone=1),
-    _f("exp_dl_throughput_mbps", "network", "throughput", "downlink throughput on the cells used, weighted "
+    _f("exp_drop_rate_pct", "network", "network", "drop rate on the cells used, weighted by usage", monotone=1),
+    _f("exp_dl_throughput_mbps", "network", "network", "downlink throughput on the cells used, weighted "
        "by usage", monotone=-1),
-    _f("exp_latency_ms", "network", "latency", "latency on the cells used, weighted by usage", monotone=1),
-    _f("exp_availability_pct", "network", "access", "availability of the cells used, weighted by usage",
+    _f("exp_latency_ms", "network", "network", "latency on the cells used, weighted by usage", monotone=1),
+    _f("exp_availability_pct", "network", "network", "availability of the cells used, weighted by usage",
        monotone=-1),
-    _f("exp_accessibility_pct", "network", "access", "accessibility of the cells used, weighted by usage",
+    _f("exp_accessibility_pct", "network", "network", "accessibility of the cells used, weighted by usage",
        monotone=-1),
     _f("n_outages_28d", "outages", "outages", "outages lived through over the lookback", monotone=1,
        per_lookback=True),

@@ -182,46 +182,43 @@ class ReasonWriter:
         text = fn(r) if fn else None
         return text or REASON_TITLES.get(unit, unit)
 
-    def _drops(self, r) -> str:
-        limit = self.th.get("drop_rate_pct", 2.0)
-        days, cell, rate = _n(r.get("drop_days")), r.get("drop_cell"), _n(r.get("exp_drop_rate_pct"))
-        if days and cell:
-            text = f"{_plural(days, 'day')} with dropped calls above {limit:g}% on cell {cell}"
-            return text + (f" (their drop rate {rate:.1f}%)" if rate is not None else "")
-        if rate is not None:
-            typ = self.typical("exp_drop_rate_pct")
-            return f"dropped calls {rate:.1f}% on the cells they use" + (f" (typical {typ:.1f}%)" if typ else "")
+    def _network(self, r) -> str:
+        """The KPIs with the most bad days on one of their cells (up to two), else the furthest from typical."""
+        th = self.th
+        found = []
+        for days_col, cell_col, text in (
+            ("drop_days", "drop_cell", f"dropped calls above {th.get('drop_rate_pct', 2.0):g}%"),
+            ("slow_days", "slow_cell", f"data below {th.get('dl_throughput_mbps', 10.0):g} Mbit/s"),
+            ("latency_days", "latency_cell", f"latency above {th.get('latency_ms', 60.0):g} ms"),
+            ("access_days", "access_cell", "outages or refused connections"),
+        ):
+            days, cell = _n(r.get(days_col)), r.get(cell_col)
+            if days and cell and isinstance(cell, str):
+                found.append((days, text, cell))
+        if found:
+            found.sort(key=lambda t: -t[0])
+            days, text, cell = found[0]
+            out = f"{_plural(days, 'day')} with {text}"
+            more = [x for x in found[1:] if x[2] == cell]
+            if more:
+                out += f" and {int(more[0][0])} with {more[0][1]}"
+            return out + f" on cell {cell}"
+        options = []
+        for col, label, unit, fmt, worse in (
+            ("exp_drop_rate_pct", "dropped calls", "%", ".1f", 1), ("exp_dl_throughput_mbps", "data at", " Mbit/s",
+                                                                    ".1f", -1),
+            ("exp_latency_ms", "latency", " ms", ".0f", 1), ("exp_accessibility_pct", "connections succeed",
+                                                             "%", ".2f", -1),
+            ("exp_availability_pct", "cells available", "%", ".2f", -1),
+        ):
+            v, typ = _n(r.get(col)), self.typical(col)
+            if v is None or not typ:
+                continue
+            gap = worse * (v - typ) / abs(typ)
+            options.append((gap, f"{label} {v:{fmt}}{unit} on the cells they use (typical {typ:{fmt}}{unit})"))
+        if options:
+            return max(options)[1]
         return "no network measurements on the cells they use"
-
-    def _throughput(self, r) -> str:
-        limit = self.th.get("dl_throughput_mbps", 10.0)
-        days, cell, v = _n(r.get("slow_days")), r.get("slow_cell"), _n(r.get("exp_dl_throughput_mbps"))
-        if days and cell:
-            return (f"{_plural(days, 'day')} with data below {limit:g} Mbit/s on cell {cell}"
-                    + (f" (their average {v:.0f} Mbit/s)" if v is not None else ""))
-        if v is not None:
-            typ = self.typical("exp_dl_throughput_mbps")
-            return f"data at {v:.1f} Mbit/s on the cells they use" + (f" (typical {typ:.0f})" if typ else "")
-        return "no throughput measured on the cells they use"
-
-    def _latency(self, r) -> str:
-        limit = self.th.get("latency_ms", 60.0)
-        days, cell, v = _n(r.get("latency_days")), r.get("latency_cell"), _n(r.get("exp_latency_ms"))
-        if days and cell:
-            return f"{_plural(days, 'day')} with latency above {limit:g} ms on cell {cell}"
-        if v is not None:
-            typ = self.typical("exp_latency_ms")
-            return f"latency {v:.0f} ms on the cells they use" + (f" (typical {typ:.0f} ms)" if typ else "")
-        return "no latency measured on the cells they use"
-
-    def _access(self, r) -> str:
-        days, cell = _n(r.get("access_days")), r.get("access_cell")
-        a, c = _n(r.get("exp_availability_pct")), _n(r.get("exp_accessibility_pct"))
-        if days and cell:
-            return f"{_plural(days, 'day')} with cell {cell} unavailable or refusing connections"
-        if a is not None:
-            return f"cells they use available {a:.2f}% of the time" + (f", connections succeed {c:.2f}%" if c else "")
-        return "no availability measured on the cells they use"
 
     def _outages(self, r) -> str:
         n, m = _n(r.get("n_outages_28d")), _n(r.get("outage_minutes_28d"))
@@ -260,12 +257,19 @@ class ReasonWriter:
 
     def _topups(self, r) -> str:
         since, gap = _n(r.get("days_since_last_topup")), _n(r.get("mean_days_between_topups"))
-        n = _n(r.get("n_topups_28d"))
-        if since is not None:
-            return f"no top-up for {int(since)} days" + (f" (usually every {gap:.0f})" if gap else "")
+        n, amount = _n(r.get("n_topups_28d")), _n(r.get("topup_amount_28d"))
+        if since is not None and since >= max(7.0, 1.5 * (gap or 0)):
+            return f"no top-up for {_plural(since, 'day')}" + (f" (usually every {gap:.0f})" if gap else "")
         if n == 0:
             return f"no top-up in {LOOKBACK_DAYS} days"
-        return f"{_plural(n or 0, 'top-up')} in {LOOKBACK_DAYS} days"
+        typ_n, typ_amount = self.typical("n_topups_28d"), self.typical("topup_amount_28d")
+        if n is not None and typ_n and n < typ_n:
+            return f"only {_plural(n, 'top-up')} in {LOOKBACK_DAYS} days (typical {typ_n:.0f})"
+        if amount is not None and typ_amount and amount < typ_amount:
+            return (f"topped up {amount:,.2f} {self.cur} in {LOOKBACK_DAYS} days (typical "
+                    f"{typ_amount:,.2f})")
+        return (f"{_plural(n or 0, 'top-up')} in {LOOKBACK_DAYS} days" +
+                (f", the last {_plural(since, 'day')} ago" if since is not None else ""))
 
     def _usage(self, r) -> str:
         trend, idle = _n(r.get("usage_trend_ratio")), _n(r.get("days_since_last_usage"))
@@ -285,17 +289,22 @@ class ReasonWriter:
         if fee and rel and rel > 1.05:
             return f"pays {fee:,.2f} {self.cur} a month, {100 * (rel - 1):.0f}% more than similar customers"
         if fee:
-            return f"tariff {tariff}, {fee:,.2f} {self.cur} a month" if tariff else f"pays {fee:,.2f} {self.cur} a month"
+            return (f"tariff {tariff} ({fee:,.2f} {self.cur} a month)" if tariff else
+                    f"pays {fee:,.2f} {self.cur} a month")
         return f"tariff {tariff}" if tariff else "the price of their tariff"
 
     def _promotion(self, r) -> str:
         ended, ending = _n(r.get("days_since_promotion_ended")), _n(r.get("days_to_promotion_end"))
+        disc = _n(r.get("max_discount_pct"))
         if ended is not None and ended <= 30:
-            return f"a promotion ended {int(ended)} days ago"
-        if ending is not None:
-            disc = _n(r.get("max_discount_pct"))
-            return (f"{disc:.0f}% discount ends in {int(ending)} days" if disc else
-                    f"a promotion ends in {int(ending)} days")
+            return f"a promotion ended {_plural(ended, 'day')} ago"
+        if ending is not None and ending <= 30:
+            return (f"{disc:.0f}% discount ends in {_plural(ending, 'day')}" if disc else
+                    f"a promotion ends in {_plural(ending, 'day')}")
+        if disc:
+            return f"{disc:.0f}% discount in force" + (f", ends in {_plural(ending, 'day')}" if ending else "")
+        if ended is not None:
+            return f"no promotion since one ended {_plural(ended, 'day')} ago"
         return "no promotion in force"
 
     def _tenure(self, r) -> str:
