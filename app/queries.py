@@ -213,28 +213,21 @@ def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[st
         [p.start, p.end, zone_id],
     )
     df = df.with_columns(completeness=pl.col("hours_present") / pl.col("hours_expected"))
-    checks = []
+    # One sentence per KPI that misses its target, e.g. "Drop rate 2.31 % (above 2.0)".
+    reasons = []
     for kpi, limit in thresholds.items():
         if kpi not in df.columns:
             continue
         k = KPIS[kpi]
         bad = (pl.col(kpi) < limit) if k.better == "higher" else (pl.col(kpi) > limit)
-        checks.append(pl.when(bad).then(pl.lit(f"{k.label} {{}} {k.unit}")).otherwise(None).alias(f"_b_{kpi}"))
-    df = df.with_columns(checks)
-    reasons = []
-    for kpi in thresholds:
-        if f"_b_{kpi}" in df.columns:
-            k = KPIS[kpi]
-            word = "below" if k.better == "higher" else "above"
-            reasons.append(pl.when(pl.col(f"_b_{kpi}").is_not_null()).then(
-                pl.format("{} {} {} ({} {})", pl.lit(k.label), pl.col(kpi).round(2), pl.lit(k.unit), pl.lit(word),
-                          pl.lit(thresholds[kpi]))))
+        word = "below" if k.better == "higher" else "above"
+        reasons.append(pl.when(bad).then(pl.format("{} {} {} ({} {})", pl.lit(k.label), pl.col(kpi).round(2),
+                                                   pl.lit(k.unit), pl.lit(word), pl.lit(limit))))
     df = df.with_columns(
         breaches=pl.concat_str(reasons, separator="; ", ignore_nulls=True) if reasons else pl.lit(""),
-    ).drop([c for c in df.columns if c.startswith("_b_")])
-    return df.with_columns(
-        n_breaches=pl.when(pl.col("breaches") == "").then(0).otherwise(pl.col("breaches").str.count_matches("; ") + 1),
+        n_breaches=pl.sum_horizontal([r.is_not_null().cast(pl.Int32) for r in reasons]) if reasons else pl.lit(0),
     )
+    return df
 
 
 def investment_list(db: WarehouseReader, p: Period) -> pl.DataFrame:

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
-
 T = TypeVar("T")
 
 

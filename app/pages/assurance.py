@@ -19,7 +19,14 @@ from dash.exceptions import PreventUpdate
 
 from app import figures_assurance as figs
 from app import queries_assurance as qa
-from app.components import create_asof, create_empty_state, create_graph, create_notice, create_section, create_stat_card
+from app.components import (
+    create_asof,
+    create_empty_state,
+    create_graph,
+    create_notice,
+    create_section,
+    create_stat_card,
+)
 from app.context import reader, settings
 from app.warehouse import NoWarehouse, WarehouseReader
 from etl.errors import UsageError

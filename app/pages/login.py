@@ -17,7 +17,7 @@ ERRORS = {
 }
 
 
-def layout(next: str | None = None, error: str | None = None, **kwargs) -> dmc.Center:  # noqa: A002
+def layout(next: str | None = None, error: str | None = None, **kwargs) -> dmc.Center:
     state = auth_state()
     viewer = current_viewer()
     children: list = [dmc.Title("Sign in to opencem", order=2)]

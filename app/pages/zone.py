@@ -74,7 +74,6 @@ def _reasons(row: dict, thresholds: dict[str, float]) -> list[str]:
     Output("zone-title", "children"),
     Output("zone-asof", "children"),
     Output("zone-body", "children"),
-    Output("zone-body-cells", "children"),
     Input("zone-period", "value"),
     State("zone-id", "data"),
 )
@@ -85,7 +84,7 @@ def update_zone(period_choice, zone_id):
     try:
         version = db.version.name
     except NoWarehouse as exc:
-        return dmc.Title("Zone", order=2), None, create_empty_state(str(exc), title="No warehouse yet"), None
+        return dmc.Title("Zone", order=2), None, create_empty_state(str(exc), title="No warehouse yet")
     fresh = queries.freshness(db)
     as_of = fresh["as_of"].max() if fresh.height else None
     missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
@@ -96,7 +95,7 @@ def update_zone(period_choice, zone_id):
         title = dmc.Title(f"Zone {zone_id}", order=2)
         return title, asof, create_empty_state(
             f"There is no zone {zone_id} in the warehouse, or no data for it in this period.",
-            title="Unknown zone"), None
+            title="Unknown zone")
 
     thresholds = cfg.kpi_thresholds
     quadrant = row.get("quadrant")
@@ -137,6 +136,31 @@ def update_zone(period_choice, zone_id):
     revenue_view = (create_graph("zone-revenue", figures.revenue_by_service(revenue, currency=cfg.currency))
                     if revenue.height else create_empty_state("No revenue recorded in this zone in the period."))
 
+    body = html.Div([
+        cards,
+        create_section("Why this zone ranks where it does", why),
+        create_section("Revenue per service", revenue_view),
+    ])
+    return title, asof, body
+
+
+@callback(
+    Output("zone-body-cells", "children"),
+    Input("zone-period", "value"),
+    State("zone-id", "data"),
+)
+def update_cells(period_choice, zone_id):
+    """The zone's cells (map and grid, breaches flagged) and the investment ranking around it."""
+    if not zone_id or not period_choice:
+        raise PreventUpdate
+    db, cfg = reader(), settings()
+    try:
+        p = queries.period(db, period_choice)
+    except NoWarehouse:
+        return None
+    if p is None or queries.zone_row(db, zone_id, p) is None:
+        return None
+    thresholds = cfg.kpi_thresholds
     cells = queries.zone_cells(db, zone_id, p, thresholds)
     zone_geo, bbox = queries.zones_geojson(db, zone_id=zone_id)
     if cells.height:
@@ -168,17 +192,11 @@ def update_zone(period_choice, zone_id):
          ("dl_throughput_mbps", "DL Mbit/s", ".1f"), ("availability_pct", "Avail. %", ".2f")],
         invest_rows, file_name="investment_ranking.csv", row_id="zone_id", flag_field="is_this_zone", height=320,
     )
-    body = html.Div([
-        cards,
-        create_section("Why this zone ranks where it does", why),
-        create_section("Revenue per service", revenue_view),
-    ])
-    lower = html.Div([
+    return html.Div([
         create_section("Cells", cell_view, description="KPIs over the period, weighted by time or traffic."),
         create_section("Investment ranking across all zones", invest_view,
                        description="Revenue at stake x experience gap; this zone is highlighted."),
     ])
-    return title, asof, body, lower
 
 
 @callback(
