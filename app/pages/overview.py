@@ -24,7 +24,8 @@ from app.constants import KPIS, PAYMENT_TYPES, PERIODS, SERVICE_LABELS, SERVICES
 from app.context import reader, settings
 from app.warehouse import NoWarehouse
 
-dash.register_page(__name__, path="/", name="Overview", title="opencem: overview", order=0)
+dash.register_page(__name__, path="/", name="Overview", title="opencem: overview", order=0,
+                   roles=("executive", "planner", "data_steward"))
 
 DEFAULTS = {"period": "28", "service": "all", "payment": "all", "kpi": "experience_index"}
 EXPERIENCE_TARGET = 95.0  # the scorecard's bound on "poor" experience (etl.transforms.marts_zone)

@@ -22,7 +22,8 @@ from app.constants import KPIS, PERIODS, QUADRANTS
 from app.context import reader, settings
 from app.warehouse import NoWarehouse
 
-dash.register_page(__name__, path_template="/zone/<zone_id>", name="Zone", title="opencem: zone", nav=False)
+dash.register_page(__name__, path_template="/zone/<zone_id>", name="Zone", title="opencem: zone", nav=False,
+                   roles=("executive", "planner", "data_steward"))
 
 CELL_COLUMNS = [
     ("cell_id", "Cell", None), ("site_id", "Site", None), ("technology", "Tech", None),
