@@ -132,7 +132,9 @@ def _sql(cfg: ExperienceConfig) -> tuple[str, dict[str, float]]:
         if k.kpi not in KNOWN:
             raise ModelError(f"unknown KPI {k.kpi}")
         params[f"{k.kpi}_bad"], params[f"{k.kpi}_good"], params[f"{k.kpi}_w"] = k.bad, k.good, k.weight
-        s = (f"100 * greatest(0, least(1, (exp_{k.kpi} - ${k.kpi}_bad) / (${k.kpi}_good - ${k.kpi}_bad)))")
+        # (greatest/least skip nulls in DuckDB: an unmeasured KPI must stay null, not score 0 or 100)
+        s = (f"CASE WHEN exp_{k.kpi} IS NULL THEN NULL ELSE 100 * greatest(0, least(1, (exp_{k.kpi} - "
+             f"${k.kpi}_bad) / (${k.kpi}_good - ${k.kpi}_bad))) END")
         score_cols.append(f"{s} AS s_{k.kpi}")
         num.append(f"coalesce(${k.kpi}_w * s_{k.kpi}, 0)")
         den.append(f"CASE WHEN s_{k.kpi} IS NULL THEN 0 ELSE ${k.kpi}_w END")
