@@ -213,6 +213,7 @@ def kpi_metrics(h: ir.Table) -> dict[str, ir.Value]:
         "prb_utilisation_pct": _pct(_wmean(h.prb_utilisation_pct, h.period_s)),
         "traffic_volume_mb": h.traffic_weight_mb.sum(),
         "voice_traffic_erlh": h.voice_traffic_erl.sum(),
+        "throughput_weight_s": ibis.ifelse(h.dl_throughput_mbps.notnull(), h.throughput_weight_s, 0.0).sum(),
     }
 
 
@@ -249,6 +250,8 @@ def cell_kpi_daily(tables: Tables) -> ir.Table:
     - `accessibility_pct`, `drop_rate_pct`, `latency_ms`: weighted by each hour's traffic volume;
     - `dl_throughput_mbps`: weighted by active transfer time (volume over active time);
     - `prb_utilisation_pct`: time-weighted; `traffic_volume_mb`, `voice_traffic_erlh`: sums;
+    - `throughput_weight_s`: the active time behind `dl_throughput_mbps` (to re-aggregate days exactly:
+      sum(dl_throughput_mbps x throughput_weight_s) / sum(throughput_weight_s));
     - `hours_present`, `hours_expected`, `completeness` = hours_present / hours_expected (0 when silent);
     - `good_hours`, `good_hours_pct`: hours meeting every KPI target (meta.kpi_thresholds);
     - `site_id`, `zone_id` (`UNASSIGNED` when none), `technology`, `is_in_service` from staging.cells.
@@ -277,6 +280,7 @@ def cell_kpi_daily(tables: Tables) -> ir.Table:
         **{c: j[c] for c in _KPI_OUT},
         period_s=j.period_s.fill_null(0.0), available_s=j.available_s.fill_null(0.0),
         traffic_volume_mb=j.traffic_volume_mb.fill_null(0.0), voice_traffic_erlh=j.voice_traffic_erlh,
+        throughput_weight_s=j.throughput_weight_s.fill_null(0.0),
         good_hours=j.good_hours.fill_null(0).cast("int64"),
         good_hours_pct=100.0 * j.good_hours.cast("float64") / j.hours_present.cast("float64").nullif(0.0),
     )
@@ -291,7 +295,8 @@ def zone_kpi_daily(tables: Tables) -> ir.Table:
     and PRB, traffic for accessibility, drops and latency, active time for throughput). `n_cells`: in-service
     cells of the zone; `n_cells_reporting`: cells with a KPI row that day; `hours_expected` = n_cells x the
     day's hours; `completeness` = in-service cell-hours present / hours_expected. `good_hours`,
-    `good_hours_pct`: cell-hours meeting every KPI target. `zone_name` from staging.zones.
+    `good_hours_pct`: cell-hours meeting every KPI target; `throughput_weight_s` as in cell_kpi_daily.
+    `zone_name` from staging.zones.
     """
     h = kpi_hours(tables)
     agg = h.group_by(["zone_id", "date"]).aggregate(n_cells_reporting=h.cell_id.nunique(), **kpi_metrics(h))
@@ -320,6 +325,7 @@ def zone_kpi_daily(tables: Tables) -> ir.Table:
         **{c: j[c] for c in _KPI_OUT},
         period_s=j.period_s.fill_null(0.0), available_s=j.available_s.fill_null(0.0),
         traffic_volume_mb=j.traffic_volume_mb.fill_null(0.0), voice_traffic_erlh=j.voice_traffic_erlh,
+        throughput_weight_s=j.throughput_weight_s.fill_null(0.0),
         good_hours=j.good_hours.fill_null(0).cast("int64"),
         good_hours_pct=100.0 * j.good_hours.cast("float64") / j.hours_present.cast("float64").nullif(0.0),
     )

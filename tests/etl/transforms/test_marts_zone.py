@@ -228,3 +228,21 @@ def test_a_build_with_only_bss_sources_gives_unassigned_revenue(raw_db, zt):
     # no KPI at all: completeness and experience are unknown (null), not 100 %
     assert sc == {"zone_id": "UNASSIGNED", "revenue": 3.0, "quadrant": None, "kpi_completeness": None,
                   "experience_index": None}
+
+
+def test_throughput_is_volume_over_active_time(raw_db, zt):
+    rows = base_rows(zt)
+    rows["kpi_hourly"] = [
+        {"cell_id": "C1", "period_start": hour(0), "dl_throughput_mbps": 10.0, "dl_active_time_s": 100.0},
+        {"cell_id": "C1", "period_start": hour(1), "dl_throughput_mbps": 40.0, "dl_active_time_s": 300.0},
+        # no active-time counter: 100 MB at 20 Mbit/s is 40 s of transfer
+        {"cell_id": "C3", "period_start": hour(0), "dl_throughput_mbps": 20.0, "traffic_volume_mb": 100.0},
+    ]
+    con = raw_db(rows)
+    run(con, zt)
+    got = zt.fetch(con, "SELECT cell_id, dl_throughput_mbps, throughput_weight_s FROM marts.cell_kpi_daily "
+                        "WHERE hours_present > 0 ORDER BY cell_id")
+    assert got == [{"cell_id": "C1", "dl_throughput_mbps": 32.5, "throughput_weight_s": 400.0},
+                   {"cell_id": "C3", "dl_throughput_mbps": 20.0, "throughput_weight_s": 40.0}]
+    (z1,) = zt.fetch(con, "SELECT dl_throughput_mbps FROM marts.zone_kpi_daily WHERE zone_id = 'Z1'")
+    assert z1["dl_throughput_mbps"] == pytest.approx((1000 + 12000 + 800) / 440)
