@@ -30,7 +30,7 @@ CENT_TOLERANCE = 0.005
 #: KPI columns that are percentages wherever a model carries them.
 PCT_COLUMNS = (
     "availability_pct", "accessibility_pct", "drop_rate_pct", "prb_utilisation_pct", "experience_index",
-    "experience_gap_pct",
+    "experience_gap_pct", "good_hours_pct",
 )
 #: Columns that are shares of hours present, in [0, 1].
 COMPLETENESS_COLUMNS = ("completeness", "kpi_completeness")

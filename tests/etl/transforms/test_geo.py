@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import shapely
 
-from etl.geo import assign_points, build_geo, zones_frame, zones_map
+from etl.geo import assign_points, build_geo, zones_feature_collection, zones_frame, zones_map
 
 
 def test_sites_cells_and_homes_are_placed_and_counted(raw_db, zt):
@@ -102,3 +102,12 @@ def test_a_square_zone_has_its_area_and_centroid(raw_db, zt):
     assert z["area_km2"] == pytest.approx(1.2308, rel=1e-3)  # 0.01 deg squared on the equator
     assert (round(z["centroid_lat"], 6), round(z["centroid_lon"], 6)) == (0.005, 0.005)
     assert z["n_vertices"] == 5 and z["zone_name"] == "Zone Z1"
+
+
+def test_the_map_rows_make_a_feature_collection_keyed_by_zone(raw_db, zt):
+    con = raw_db({"zones": [zt.square("Z1", 0), zt.square("Z2", 1)]})
+    build_geo(con)
+    fc = zones_feature_collection(con.sql("SELECT * FROM staging.zones_map ORDER BY zone_id").df())
+    assert [f["id"] for f in fc["features"]] == ["Z1", "Z2"]
+    assert fc["features"][1]["geometry"]["coordinates"][0][0] in ([0.01, 0.0], [0.02, 0.0], [0.02, 0.01],
+                                                                  [0.01, 0.01])
