@@ -7,8 +7,12 @@ back into the DuckDB file, cast to the types the DuckDB engine gives the same ex
 leave identical tables). Then the checks of `etl.transforms.checks` run on the DuckDB file, their results
 go to `meta.checks`, and a failure raises `CheckFailed` (carrying the `BuildResult` as `.result`).
 
-Missing sources never break a build: a `raw.<source>` table that does not exist is created empty from its
-contract (the loader normally creates them all), and so are the geo tables if `build_geo` did not run.
+Missing sources never break a build: before building, the loader's own `etl.load.ensure_schema` creates
+any raw table that does not exist yet (every `raw.<source>` from its contract, `raw.quarantine`,
+`raw.manifest`, `raw.loads`), empty, and `etl.geo.ensure_geo_tables` the geo tables if `build_geo` did not
+run; the models then see empty inputs and build empty or partial tables. Staging also reads a landed table
+that lacks an optional contract column as typed nulls. KPI targets (`Settings.kpi_thresholds`) reach the
+models as data, in `meta.kpi_thresholds`, so both engines read the same values.
 """
 
 from __future__ import annotations
