@@ -503,7 +503,7 @@ def guard_layout(module: str, layout: Callable[..., Any]) -> Callable[..., Any]:
             return layout(**kwargs)
         if viewer is None:
             return create_refusal(page.get("name", module), sign_in=LOGIN_PATH)
-        audit("refused", page=page.get("relative_path") or module, **{k: v for k, v in kwargs.items()
+        audit("refused", page=_page_path(page) or module, **{k: v for k, v in kwargs.items()
                                                                         if k.endswith("_id")})
         return create_refusal(page.get("name", module), roles=[ROLE_LABELS[r] for r in allowed_roles(page)],
                               viewer_roles=viewer.role_label, home=landing_path(viewer))
@@ -511,6 +511,11 @@ def guard_layout(module: str, layout: Callable[..., Any]) -> Callable[..., Any]:
     guarded.__wrapped__ = layout  # type: ignore[attr-defined]
     guarded.__name__ = getattr(layout, "__name__", "layout")
     return guarded
+
+
+def _page_path(page: Mapping[str, Any] | None) -> str | None:
+    """A page's path as declared (`/zone/<zone_id>` for a template), for messages and the audit log."""
+    return None if not page else page.get("path_template") or page.get("path")
 
 
 def _callback_page(app, output: str | None) -> tuple[str | None, Mapping[str, Any] | None]:
@@ -621,7 +626,7 @@ def init_app(app, settings: Settings) -> AuthState:
                     return None
             elif viewer is not None or module in ROUTER_MODULES or module is None:
                 return None
-            state.audit.write("refused_callback", viewer, page=(page or {}).get("relative_path") or module,
+            state.audit.write("refused_callback", viewer, page=_page_path(page) or module,
                               remote_addr=request.remote_addr)
             return flask.make_response(
                 flask.jsonify(error="not allowed: your roles may not see this page" if viewer

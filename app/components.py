@@ -12,6 +12,14 @@ from dash import MATCH, Input, Output, callback, dcc, html
 from app.constants import APP_TITLE
 
 
+#: A form's submit button drawn as a link (the header's sign-out).
+LINK_BUTTON = {"background": "none", "border": "none", "padding": "2px 4px", "color": "#4263eb", "cursor": "pointer",
+               "font": "inherit", "fontSize": "14px"}
+#: A form's submit button drawn like Mantine's filled button (plain HTML: it must submit the form natively).
+SUBMIT_BUTTON = {"background": "#4c6ef5", "color": "white", "border": "none", "borderRadius": "4px",
+                 "padding": "8px 16px", "fontWeight": 600, "cursor": "pointer", "font": "inherit"}
+
+
 def create_header(*, user: str | None = None, role_label: str | None = None,
                   may_open: Callable[[dict], bool] | None = None, dev_mode: bool = False) -> dmc.Group:
     """The top bar: the product name, one link per page that asks to be in the navigation and that the
@@ -28,7 +36,7 @@ def create_header(*, user: str | None = None, role_label: str | None = None,
         who += [
             dmc.Text(user, size="sm", fw=600, id="header-user"),
             dmc.Badge(role_label or "no role", color="indigo", variant="light", id="header-roles"),
-            html.Form(dmc.Button("Sign out", type="submit", size="compact-sm", variant="subtle"),
+            html.Form(html.Button("Sign out", type="submit", id="header-logout", style=LINK_BUTTON),
                       action="/auth/logout", method="post", style={"margin": 0}),
         ]
     return dmc.Group(

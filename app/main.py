@@ -15,15 +15,17 @@ import dash_mantine_components as dmc
 import flask
 from dash import Dash, dcc, html
 
-from app import queries
-from app.components import create_header
+from app import auth, queries
+from app.components import create_dev_banner, create_header
 from app.compression import install_compression
 from app.constants import APP_TITLE
 from app.context import reader
 from app.warehouse import NoWarehouse, WarehouseReader
 from etl.config import Settings
+from etl.errors import UsageError
 
-PAGES = ("app.pages.overview", "app.pages.zone", "app.pages.assurance", "app.pages.not_found")
+PAGES = ("app.pages.overview", "app.pages.zone", "app.pages.assurance",
+         "app.pages.search", "app.pages.customer", "app.pages.login", "app.pages.not_found")
 HERE = Path(__file__).resolve().parent
 
 
@@ -48,12 +50,27 @@ def create_app(settings: Settings | None = None) -> Dash:
     app.server.extensions["opencem.settings"] = settings
     app.server.add_url_rule("/opencem/zones/<version>.geojson", "zones_geojson", _zones_geojson)
     install_compression(app.server)
-    app.layout = dmc.MantineProvider(
+    auth.init_app(app, settings)  # login, the role gate on pages and callbacks, the audit log
+    _share_page_callbacks(app)
+    app.layout = _shell  # a function: the header shows who is signed in and only the pages they may open
+    return app
+
+
+def _shell() -> dmc.MantineProvider:
+    """The frame of every page for the current viewer: header, development-mode banner, the page."""
+    viewer = auth.current_viewer()
+    state = auth.auth_state()
+    dev = bool(state and state.dev_mode)
+    header = create_header(user=viewer.name if viewer else None,
+                           role_label=viewer.role_label if viewer else None,
+                           may_open=lambda page: auth.page_allows(page, viewer), dev_mode=dev)
+    banner = [create_dev_banner(viewer.role_label)] if dev and viewer else []
+    return dmc.MantineProvider(
         dmc.AppShell(
             [
-                dmc.AppShellHeader(create_header(), px="md"),
+                dmc.AppShellHeader(header, px="md"),
                 dmc.AppShellMain(
-                    html.Div([dcc.Location(id="nav", refresh="callback-nav"), dash.page_container],
+                    html.Div([*banner, dcc.Location(id="nav", refresh="callback-nav"), dash.page_container],
                              style={"padding": "12px 20px"}),
                 ),
             ],
@@ -61,7 +78,29 @@ def create_app(settings: Settings | None = None) -> Dash:
         ),
         forceColorScheme="light",
     )
-    return app
+
+
+#: Server callbacks the page modules registered with `dash.callback`, kept here once collected: Dash hands
+#: its global registry to the first app that serves a request and empties it, so a second app in the same
+#: process (tests, benchmarks) would otherwise have none.
+_PAGE_CALLBACKS: dict = {}
+_PAGE_CALLBACK_LIST: list = []
+_PAGE_INLINE_SCRIPTS: list = []
+
+
+def _share_page_callbacks(app: Dash) -> None:
+    """Give `app` every callback the page modules registered (Dash's global registry is moved here first)."""
+    from dash import _callback
+
+    _PAGE_CALLBACKS.update(_callback.GLOBAL_CALLBACK_MAP)
+    _PAGE_CALLBACK_LIST.extend(_callback.GLOBAL_CALLBACK_LIST)
+    _PAGE_INLINE_SCRIPTS.extend(_callback.GLOBAL_INLINE_SCRIPTS)
+    _callback.GLOBAL_CALLBACK_MAP.clear()
+    _callback.GLOBAL_CALLBACK_LIST.clear()
+    _callback.GLOBAL_INLINE_SCRIPTS.clear()
+    app.callback_map.update({k: dict(v) for k, v in _PAGE_CALLBACKS.items()})
+    app._callback_list.extend(dict(c) for c in _PAGE_CALLBACK_LIST)
+    app._inline_scripts.extend(_PAGE_INLINE_SCRIPTS)
 
 
 def _zones_geojson(version: str) -> flask.Response:
@@ -92,5 +131,9 @@ def __getattr__(name: str):
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8050, debug: bool = False) -> None:
-    """Serve with the development server (one process, threaded)."""
+    """Serve with the development server (one process, threaded). Development mode (no login) is served on
+    a loopback address only."""
+    if settings.dev_mode and host not in ("127.0.0.1", "localhost", "::1"):
+        raise UsageError(f"development mode has no login, so it is served on 127.0.0.1 only, not {host}: "
+                         "set up users with `opencem user add` and serve without OPENCEM_DEV_MODE")
     create_app(settings).run(host=host, port=port, debug=debug)

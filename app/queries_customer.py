@@ -244,11 +244,11 @@ def customer_subscriptions(db: WarehouseReader, customer_id: str, *, viewer: Vie
     df = db.query(
         """
         WITH s AS (SELECT * FROM staging.subscriptions WHERE customer_id = $id),
-             asof AS (SELECT max(as_of_date) AS d FROM marts.customer_360 WHERE customer_id = $id),
+             as_of AS (SELECT max(as_of_date) AS d FROM marts.customer_360 WHERE customer_id = $id),
              p AS (SELECT p.subscription_id, max(p.discount) AS discount_pct
-                   FROM staging.promotions p, asof
+                   FROM staging.promotions p, as_of
                    WHERE p.subscription_id IN (SELECT subscription_id FROM s)
-                     AND p.valid_from <= asof.d AND (p.valid_to IS NULL OR p.valid_to >= asof.d)
+                     AND p.valid_from <= as_of.d AND (p.valid_to IS NULL OR p.valid_to >= as_of.d)
                    GROUP BY ALL)
         SELECT s.subscription_id, s.msisdn, s.product_offering, s.payment_type, s.status, s.start_date,
                s.termination_date, s.termination_reason, s.monthly_fee, s.currency, p.discount_pct
@@ -266,16 +266,16 @@ def customer_promotions(db: WarehouseReader, customer_id: str, as_of: dt.date | 
         """
         SELECT p.promotion_id, p.subscription_id, p.promotion_type, p.discount AS discount_pct, p.valid_from,
                p.valid_to,
-               CASE WHEN p.valid_from > $asof THEN 'upcoming'
-                    WHEN p.valid_to IS NOT NULL AND p.valid_to < $asof THEN 'ended'
+               CASE WHEN p.valid_from > $as_of_date THEN 'upcoming'
+                    WHEN p.valid_to IS NOT NULL AND p.valid_to < $as_of_date THEN 'ended'
                     ELSE 'in force' END AS state,
-               CASE WHEN p.valid_to IS NOT NULL AND p.valid_to >= $asof THEN date_diff('day', $asof, p.valid_to)
+               CASE WHEN p.valid_to IS NOT NULL AND p.valid_to >= $as_of_date THEN date_diff('day', $as_of_date, p.valid_to)
                     END AS days_left
         FROM staging.promotions p
         WHERE p.subscription_id IN (SELECT subscription_id FROM staging.subscriptions WHERE customer_id = $id)
         ORDER BY state = 'in force' DESC, p.valid_to NULLS FIRST, p.promotion_id
         """,
-        {"id": customer_id, "asof": as_of},
+        {"id": customer_id, "as_of_date": as_of},
     )
 
 
@@ -389,19 +389,29 @@ def usage_hourly(db: WarehouseReader, customer_id: str, start: dt.datetime, end:
     )
 
 
+KPI_HOURLY_SCHEMA = {"cell_id": pl.String, "period_start": pl.Datetime("us"), **{
+    c: pl.Float64 for c in ("availability_pct", "accessibility_pct", "drop_rate_pct", "dl_throughput_mbps",
+                            "latency_ms", "prb_utilisation_pct", "traffic_volume_mb", "period_s", "available_s",
+                            "traffic_weight_mb", "throughput_weight_s")}}
+
+
 def cells_kpi_hourly(db: WarehouseReader, cell_ids: Sequence[str], start: dt.datetime,
                      end: dt.datetime) -> pl.DataFrame:
     """Hourly KPIs of the given cells in [start, end), with the weights the window aggregates use."""
+    if not cell_ids:
+        return pl.DataFrame(schema=KPI_HOURLY_SCHEMA)
+    # One placeholder per cell (an IN list of parameters filters the scan; a list parameter would not).
+    cells = {f"c{i}": c for i, c in enumerate(cell_ids)}
     return db.query(
-        """
+        f"""
         SELECT cell_id, period_start, availability_pct, accessibility_pct, drop_rate_pct, dl_throughput_mbps,
                latency_ms, prb_utilisation_pct, traffic_volume_mb, period_s, available_s, traffic_weight_mb,
                throughput_weight_s
         FROM staging.kpi_hourly
-        WHERE period_start >= $start AND period_start < $end AND list_contains($cells, cell_id)
+        WHERE period_start >= $start AND period_start < $end AND cell_id IN ({", ".join("$" + k for k in cells)})
         ORDER BY cell_id, period_start
         """,
-        {"cells": list(cell_ids), "start": start, "end": end},
+        {**cells, "start": start, "end": end},
     )
 
 
@@ -700,6 +710,15 @@ def care_answer(facts: CareFacts, *, hours: int = CARE_WINDOW_HOURS) -> CareAnsw
                       tuple(a.alarm_id for a in [*minor, *earlier]))
 
 
+def problem_cells(facts: CareFacts) -> set[str]:
+    """The customer's cells on which the care answer found a problem (a service-affecting alarm in the window,
+    or a KPI that missed its target)."""
+    mine = {c.cell_id for c in facts.cells}
+    hit = {c for a in facts.alarms if a.service_affecting and a.raised_at <= facts.now
+           and (a.cleared_at is None or a.cleared_at >= facts.since) for c in (a.customer_cells_hit or a.cell_ids)}
+    return (hit & mine) | {b.cell_id for b in facts.breaches}
+
+
 def _weighted(df: pl.DataFrame, value: str, weight: str) -> float | None:
     d = df.filter(pl.col(value).is_not_null() & pl.col(weight).is_not_null())
     w = d[weight].sum()
@@ -794,7 +813,7 @@ def network_view(db: WarehouseReader, customer_id: str, now: dt.datetime, *,
     where = where_cells(cells)
     timeline_start = now - dt.timedelta(days=TIMELINE_DAYS)
     shown = list(dict.fromkeys([*where["cell_id"].to_list(), *cells.head(TIMELINE_CELLS)["cell_id"].to_list()]))
-    kpis = cells_kpi_hourly(db, shown, timeline_start, now) if shown else pl.DataFrame()
+    kpis = cells_kpi_hourly(db, shown, timeline_start, now)
     alarms = customer_alarms(db, customer_id, where["cell_id"].to_list(), now)
     return NetworkView(now=now, since=now - dt.timedelta(hours=hours), timeline_start=timeline_start,
                        cells=cells, where=where, kpis=kpis, alarms=alarms)

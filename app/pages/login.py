@@ -8,6 +8,7 @@ import dash_mantine_components as dmc
 from dash import dcc, html
 
 from app.auth import LOGIN_POST, auth_state, current_viewer, landing_path
+from app.components import SUBMIT_BUTTON
 
 dash.register_page(__name__, path="/login", name="Sign in", title="opencem: sign in", nav=False)
 
@@ -46,7 +47,7 @@ def layout(next: str | None = None, error: str | None = None, **kwargs) -> dmc.C
             dmc.PasswordInput(label="Password", name="password", id="login-password", required=True,
                               autoComplete="current-password"),
             dcc.Input(type="hidden", name="next", value=next or "", id="login-next"),
-            dmc.Button("Sign in", type="submit", id="login-submit"),
+            html.Button("Sign in", type="submit", id="login-submit", style=SUBMIT_BUTTON),
         ], gap="sm"),
         action=LOGIN_POST, method="post", id="login-form",
     ))

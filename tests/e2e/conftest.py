@@ -109,18 +109,74 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(sample_warehouse: Path) -> Iterator[str]:
-    """The app on the sample warehouse, served on 127.0.0.1 by werkzeug in a thread."""
+def serve_in_thread(settings) -> tuple[str, object]:
+    """An app on `settings`, served on 127.0.0.1 by werkzeug in a daemon thread: (its URL, the server)."""
     from werkzeug.serving import make_server
 
     from app.main import create_app
-    from etl.config import Settings
 
-    app = create_app(Settings(warehouse_dir=sample_warehouse))
+    app = create_app(settings)
     port = free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{port}", server
+
+
+@pytest.fixture(scope="session")
+def live_server(sample_warehouse: Path) -> Iterator[str]:
+    """The app on the sample warehouse in development mode (no login, every role), served on 127.0.0.1."""
+    from etl.config import Settings
+
+    url, server = serve_in_thread(Settings(warehouse_dir=sample_warehouse, dev_mode=True))
+    yield url
+    server.shutdown()
+
+
+#: The users of `auth_server`: name -> (roles, password). Synthetic, for the tests only.
+TEST_USERS = {
+    "carla": (("care",), "carla-care-password"),
+    "piet": (("planner",), "piet-planner-password"),
+    "erin": (("executive",), "erin-executive-password"),
+}
+
+
+class AuthServer:
+    """The app with login on: its URL, its users file, audit log, and a way to sign in a browser page."""
+
+    def __init__(self, url: str, folder: Path) -> None:
+        self.url, self.folder = url, folder
+        self.audit_log = folder / "audit.jsonl"
+
+    def login(self, page, user: str, *, next_path: str | None = None) -> None:
+        """Sign `page` in as `user` through the login form, and wait until the app has redirected."""
+        from urllib.parse import quote
+
+        page.goto(self.url + "/login" + (f"?next={quote(next_path)}" if next_path else ""))
+        page.fill("#login-username", user)
+        page.fill("#login-password", TEST_USERS[user][1])
+        with page.expect_navigation():
+            page.click("#login-submit")
+
+    def audit(self) -> list[dict]:
+        import json
+
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def auth_server(sample_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """The app on the sample warehouse with login on: users (TEST_USERS) in a temporary users file, the
+    session key and the audit log beside it, served on 127.0.0.1."""
+    from app.auth import User, hash_password, write_users
+    from etl.config import Settings
+
+    folder = tmp_path_factory.mktemp("auth")
+    write_users(folder / "users.toml", {name: User(name=name, roles=roles, password_hash=hash_password(pw))
+                                        for name, (roles, pw) in TEST_USERS.items()})
+    settings = Settings(warehouse_dir=sample_warehouse, users_file=folder / "users.toml",
+                        secret_key_file=folder / "secret_key", audit_log_file=folder / "audit.jsonl")
+    url, server = serve_in_thread(settings)
+    yield AuthServer(url, folder)
     server.shutdown()
