@@ -427,6 +427,8 @@ def prepare(rows: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFrame:
             df[f.name] = pd.to_numeric(df[f.name], errors="coerce").astype("float64")
     if "label_churn_30d" in df.columns:
         df["label_churn_30d"] = df["label_churn_30d"].fillna(False).astype(bool)
+    if "days_to_churn" in df.columns:
+        df["days_to_churn"] = pd.to_numeric(df["days_to_churn"], errors="coerce").astype("float64")
     return df
 
 

@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,10 @@ class Registry:
         n = int(VERSION_RE.match(last).group(1)) + 1 if last else 1
         return f"{PREFIX}{n:04d}"
 
-    def save(self, version: str, model: Any, manifest: dict[str, Any], *, card: str) -> Path:
-        """Write `model`, its signed manifest (with the artifact's sha256 added) and its card as `version`."""
+    def save(self, version: str, model: Any, manifest: dict[str, Any], *,
+             card: str | Callable[[dict[str, Any]], str]) -> Path:
+        """Write `model`, its signed manifest (with the artifact's sha256 added) and its card as `version`;
+        `card` is the text, or a function of the final manifest that renders it."""
         if not VERSION_RE.match(version):
             raise RegistryError(f"model version {version!r} is not of the form {PREFIX}0001")
         final = self.root / version
@@ -116,7 +119,7 @@ class Registry:
                     "artifact_sha256": sha256_file(tmp / ARTIFACT), "sklearn_version": sklearn.__version__}
             body["signature"] = self.sign(body)
             (tmp / MANIFEST).write_text(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
-            (tmp / CARD).write_text(card)
+            (tmp / CARD).write_text(card(body) if callable(card) else card)
             os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

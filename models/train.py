@@ -617,7 +617,7 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                 "warnings": list(out["warnings"]), "notes": notes, "n_train": len(split.train.rows),
                 "n_test": len(split.test_rows), "n_final": out["n_final"], "n_scored": len(scored),
             }
-            registry.save(version, out["model"], manifest, card=card.render(manifest))
+            registry.save(version, out["model"], manifest, card=card.render)
             log(f"registered model {version} in {registry.root / version}")
             experience_tables = experience.build(con, experience.load_config(settings.warehouse_dir))
             score.write_tables(con, scores=scored, evaluation=ev, drivers=drivers, run_row=run_row,
