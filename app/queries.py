@@ -187,7 +187,9 @@ def zone_kpi_trend(db: WarehouseReader, zone_id: str, p: Period, kpi: str) -> pl
 
 
 def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[str, float]) -> pl.DataFrame:
-    """The zone's cells with their KPIs over the period (weighted as the marts weigh them) and breaches."""
+    """The zone's cells with their KPIs over the period and breaches: days re-aggregated with the marts'
+    weights (time for availability and PRB, traffic for accessibility, drops and latency, active time for
+    throughput)."""
     df = db.query(
         """
         SELECT c.cell_id, c.site_id, c.technology, c.band_mhz, c.status, c.latitude, c.longitude,
@@ -199,8 +201,8 @@ def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[st
                    THEN d.traffic_volume_mb END), 0) AS drop_rate_pct,
                sum(d.latency_ms * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.latency_ms IS NOT NULL
                    THEN d.traffic_volume_mb END), 0) AS latency_ms,
-               sum(d.dl_throughput_mbps * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.dl_throughput_mbps
-                   IS NOT NULL THEN d.traffic_volume_mb END), 0) AS dl_throughput_mbps,
+               sum(d.dl_throughput_mbps * d.throughput_weight_s) / nullif(sum(CASE WHEN d.dl_throughput_mbps
+                   IS NOT NULL THEN d.throughput_weight_s END), 0) AS dl_throughput_mbps,
                sum(d.prb_utilisation_pct * d.period_s) / nullif(sum(CASE WHEN d.prb_utilisation_pct IS NOT NULL
                    THEN d.period_s END), 0) AS prb_utilisation_pct,
                sum(d.traffic_volume_mb) AS traffic_volume_mb,
