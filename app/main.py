@@ -25,7 +25,7 @@ from etl.config import Settings
 from etl.errors import UsageError
 
 PAGES = ("app.pages.overview", "app.pages.zone", "app.pages.assurance",
-         "app.pages.search", "app.pages.customer", "app.pages.login", "app.pages.not_found")
+         "app.pages.search", "app.pages.customer", "app.pages.churn", "app.pages.login", "app.pages.not_found")
 HERE = Path(__file__).resolve().parent
 
 
