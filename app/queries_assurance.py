@@ -34,7 +34,7 @@ from etl.live_alarms import LiveAlarm, LiveFolder, superseded
 IMPACT_WINDOW_HOURS = 7 * 24  # the mart's window (etl.transforms.marts_assurance.IMPACT_WINDOW_HOURS)
 HOURS_PER_MONTH = 730.5  # as etl.transforms.marts_customer
 RISK_ORDER = {"high": 0, "medium": 1, "low": 2}
-#: Personal data on this page: shown and exported only to roles that may see it (see `mask_pii`).
+#: Personal data on this page: shown and exported only to roles that may see it (app/auth.py's `mask`).
 PII_COLUMNS = ("name", "msisdn")
 
 ALARM_COLUMNS = {
@@ -132,9 +132,9 @@ def live_alarm_rows(db: WarehouseReader, live: LiveFolder, *, as_of_at: datetime
             gone.append(a.alarm_id)
             continue
         if (a.alarmed_object_id, a.alarmed_object_type) not in inventory:
-            problems.append((a.file, f"{a.alarmed_object_type} {a.alarmed_object_id} of alarm {a.alarm_id} is not "
+            problems.append((a.file, (f"{a.alarmed_object_type} {a.alarmed_object_id} of alarm {a.alarm_id} is not "
                              f"in the live version's inventory (file {a.file}, field alarmedObject.id); expected "
-                             f"a {a.alarmed_object_type} id of staging.{a.alarmed_object_type}s"))
+                             f"a {a.alarmed_object_type} id of staging.{a.alarmed_object_type}s")))
             continue
         if since is not None and a.cleared_at is not None and a.cleared_at < since and a.raised_at < since:
             continue
@@ -551,15 +551,6 @@ def contact_list(customers: pl.DataFrame, alarm: dict, *, zone_label: str | None
     schema = {c: pl.String for c in CONTACT_COLUMNS} | {"priority": pl.Int64, "share_on_alarm_cells": pl.Float64,
                                                       "revenue_per_hour": pl.Float64}
     return pl.DataFrame(rows, schema=schema)
-
-
-def mask_pii(df: pl.DataFrame, *, may_see_pii: bool) -> pl.DataFrame:
-    """Personal data (`PII_COLUMNS`) replaced by a mark for roles that may not see it: the one place the
-    page and its export pass through."""
-    if may_see_pii:
-        return df
-    return df.with_columns(pl.when(pl.col(c).is_not_null()).then(pl.lit("(hidden)")).otherwise(None).alias(c)
-                           for c in PII_COLUMNS if c in df.columns)
 
 
 # ------------------------------------------------------------------------------------------ CSV safety

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import ROOT, ensure_generated, opencem, run  # noqa: E402
+from common import ROOT, ensure_generated, opencem, run
 
-from app import queries_assurance as qa  # noqa: E402
-from app.warehouse import WarehouseReader  # noqa: E402
+from app import queries_assurance as qa
+from app.warehouse import WarehouseReader
 
 
 def timed(fn, *, repeat: int) -> tuple[list[float], object]:

@@ -110,30 +110,30 @@ class Qualification:
 def judge_cell(cell: CellBusyHour, need: ServiceNeed, limits: Limits) -> CellVerdict:
     """One cell's verdict for the need (pure)."""
     if cell.busy_hour is None or cell.dl_throughput_median_mbps is None:
-        return CellVerdict(cell, "unqualified", (("no_kpi_data", f"cell {cell.cell_id} has no KPI hours with "
-                                                  "throughput in the days looked at"),))
+        return CellVerdict(cell, "unqualified", (("no_kpi_data", (f"cell {cell.cell_id} has no KPI hours with "
+                                                  "throughput in the days looked at")),))
     median, p10 = cell.dl_throughput_median_mbps, cell.dl_throughput_p10_mbps or 0.0
     bh = f"{cell.busy_hour:02d}:00"
     if median < need.mbps:
         return CellVerdict(cell, "unqualified", ((
             "insufficient_throughput",
-            f"cell {cell.cell_id}: a typical busy hour ({bh} UTC) gives {median:.1f} Mbit/s, under the "
-            f"{need.mbps:g} Mbit/s {need.service} needs"),))
+            (f"cell {cell.cell_id}: a typical busy hour ({bh} UTC) gives {median:.1f} Mbit/s, under the "
+            f"{need.mbps:g} Mbit/s {need.service} needs")),))
     risks = []
     if p10 < need.mbps:
-        risks.append(("throughput_risk", f"cell {cell.cell_id}: on a bad day the busy hour ({bh} UTC) gives "
-                                         f"{p10:.1f} Mbit/s, under the {need.mbps:g} Mbit/s needed"))
+        risks.append(("throughput_risk", (f"cell {cell.cell_id}: on a bad day the busy hour ({bh} UTC) gives "
+                                         f"{p10:.1f} Mbit/s, under the {need.mbps:g} Mbit/s needed")))
     if cell.prb_utilisation_pct is not None and cell.prb_utilisation_pct >= limits.prb_utilisation_pct:
-        risks.append(("congestion", f"cell {cell.cell_id} is congested in its busy hour: PRB utilisation "
-                                    f"{cell.prb_utilisation_pct:.0f}% (limit {limits.prb_utilisation_pct:g}%)"))
+        risks.append(("congestion", (f"cell {cell.cell_id} is congested in its busy hour: PRB utilisation "
+                                    f"{cell.prb_utilisation_pct:.0f}% (limit {limits.prb_utilisation_pct:g}%)")))
     if cell.availability_pct is not None and cell.availability_pct < limits.availability_pct:
-        risks.append(("availability", f"cell {cell.cell_id} is available {cell.availability_pct:.2f}% of its busy "
-                                      f"hours (target {limits.availability_pct:g}%)"))
+        risks.append(("availability", (f"cell {cell.cell_id} is available {cell.availability_pct:.2f}% of its busy "
+                                      f"hours (target {limits.availability_pct:g}%)")))
     if risks:
         return CellVerdict(cell, "qualified_with_risk", tuple(risks))
     return CellVerdict(cell, "qualified", ((
-        "meets_need", f"cell {cell.cell_id}: even a bad busy hour ({bh} UTC) gives {p10:.1f} Mbit/s for the "
-                      f"{need.mbps:g} Mbit/s needed, PRB {cell.prb_utilisation_pct or 0:.0f}%"),))
+        "meets_need", (f"cell {cell.cell_id}: even a bad busy hour ({bh} UTC) gives {p10:.1f} Mbit/s for the "
+                      f"{need.mbps:g} Mbit/s needed, PRB {cell.prb_utilisation_pct or 0:.0f}%")),))
 
 
 RANK: dict[str, int] = {"qualified": 0, "qualified_with_risk": 1, "unqualified": 2}
@@ -148,8 +148,8 @@ def qualify(cells: Sequence[CellBusyHour], need: ServiceNeed, *, limits: Limits 
     if need.mbps <= 0 or not math.isfinite(need.mbps):
         raise UsageError(f"the need must be a positive number of Mbit/s, got {need.mbps}")
     if not cells:
-        return Qualification(need, "unqualified", (("no_serving_cell", "no in-service cell serves this place "
-                                                    f"within {MAX_DISTANCE_KM:g} km, and no usage shows one"),),
+        return Qualification(need, "unqualified", (("no_serving_cell", ("no in-service cell serves this place "
+                                                    f"within {MAX_DISTANCE_KM:g} km, and no usage shows one")),),
                              (), None, None, place or {})
     verdicts = sorted((judge_cell(c, need, limits) for c in cells),
                       key=lambda v: (RANK[v.result], -(v.cell.dl_throughput_p10_mbps or 0.0), v.cell.cell_id))

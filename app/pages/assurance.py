@@ -17,6 +17,7 @@ import polars as pl
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
+from app import auth
 from app import figures_assurance as figs
 from app import queries_assurance as qa
 from app.components import (
@@ -36,8 +37,6 @@ from models import feasibility as fz
 dash.register_page(__name__, path="/assurance", name="Assurance", title="opencem: assurance", order=40,
                    roles=("assurance", "care", "executive"))
 
-#: Roles that may see personal data (names, MSISDNs) on this page and in its export.
-PII_ROLES = frozenset({"care", "assurance"})
 WINDOWS = {"24": "Last 24 h", "72": "Last 72 h", "168": "Last 7 days", "all": "All loaded"}
 
 ALARM_GRID_COLUMNS = [
@@ -134,11 +133,9 @@ def layout(**kwargs) -> html.Div:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _may_see_pii() -> bool:
-    """Whether the visitor may see names and MSISDNs: roles care and assurance. Until app/auth.py decides
-    per login, the development roles of the settings do (none set: every role)."""
-    roles = set(settings().dev_roles)
-    return not roles or bool(roles & PII_ROLES)
+def _mask(df: pl.DataFrame) -> pl.DataFrame:
+    """Names and MSISDNs as the viewer may see them (roles care and assurance): app/auth.py's one mask."""
+    return auth.mask(df, auth.current_viewer())
 
 
 def _since(at: datetime | None, window: str) -> datetime | None:
@@ -340,7 +337,7 @@ def create_alarm_detail(db: WarehouseReader, row: dict, members: list[dict], cus
         dmc.Text("Affected: customers whose usage in the 7 days before the raise was mostly (over half) on these "
                  "cells; listed after them, those whose most-used cell is one of them.", size="xs", c="dimmed"),
     ], gap=2)
-    shown = qa.mask_pii(customers, may_see_pii=_may_see_pii()).with_columns(
+    shown = _mask(customers).with_columns(
         pl.col("tier").replace_strict({"majority": "most usage here", "home_cell": "home cell in alarm"},
                                       default=None).alias("tier_label"))
     grid = dag.AgGrid(
@@ -388,7 +385,10 @@ def export_contacts(n_clicks, selected):
     contacts = qa.contact_list(customers, _alarm_dict(row), zone_label=_zone_label(db, row))
     contacts = contacts.with_columns(pl.lit(row.get("specific_problem") or row.get("probable_cause"))
                                      .alias("alarm_problem"))
-    contacts = qa.mask_pii(contacts, may_see_pii=_may_see_pii())
+    contacts = _mask(contacts)
+    viewer = auth.current_viewer()
+    auth.audit("export_contacts", alarm_id=row["alarm_id"], rows=contacts.height,
+               personal_data="shown" if viewer is not None and viewer.sees_personal_data else "masked")
     return {"content": qa.to_safe_csv(contacts), "filename": f"contacts_{row['alarm_id']}.csv",
             "type": "text/csv"}
 

@@ -211,12 +211,17 @@ def test_contact_list_says_why_what_to_do_and_what_to_tell(db: WarehouseReader, 
     assert "has been fixed" in cleared and "2.5 hours" in cleared and "in your area" in cleared
 
 
-def test_personal_data_is_masked_in_one_place() -> None:
+def test_personal_data_of_the_page_is_masked_by_the_apps_one_mask() -> None:
+    from app import auth
+
+    assert set(qa.PII_COLUMNS) <= auth.PERSONAL_COLUMNS
     df = pl.DataFrame({"customer_id": ["c1", "c2"], "name": ["Ana", None], "msisdn": ["+391", "+392"]})
-    masked = qa.mask_pii(df, may_see_pii=False)
-    assert masked["name"].to_list() == ["(hidden)", None] and masked["msisdn"].to_list() == ["(hidden)"] * 2
+    executive = auth.Viewer(name="e", roles=frozenset({"executive"}))
+    masked = auth.mask(df, executive)
+    assert masked["name"].to_list() == [auth.MASK, None] and masked["msisdn"].to_list() == [auth.MASK] * 2
     assert masked["customer_id"].equals(df["customer_id"])
-    assert qa.mask_pii(df, may_see_pii=True).equals(df)
+    for role in ("care", "assurance"):
+        assert auth.mask(df, auth.Viewer(name="x", roles=frozenset({role}))).equals(df)
 
 
 def test_the_area_map_draws_the_alarm_cells_in_red(db: WarehouseReader) -> None:
