@@ -40,10 +40,10 @@ def risk_histogram(df: pl.DataFrame, *, medium_from: float | None, high_from: fl
             customdata=list(zip((part["bin_start"] * 100).to_list(), (part["bin_end"] * 100).to_list())),
             hovertemplate="%{customdata[0]:.1f}-%{customdata[1]:.1f}%: %{y:,} customers<extra>" + band + "</extra>",
         ))
-    for edge, label in ((medium_from, "medium from"), (high_from, "high from")):
+    for edge, label, where in ((medium_from, "medium from", "top left"), (high_from, "high from", "top right")):
         if edge is not None and edge == edge:
             fig.add_vline(x=edge * 100, line_dash="dot", line_color="#495057",
-                          annotation_text=f"{label} {edge * 100:.1f}%", annotation_position="top")
+                          annotation_text=f"{label} {edge * 100:.1f}%", annotation_position=where)
     fig.update_layout(barmode="stack", bargap=0)
     fig.update_xaxes(title="probability of churning within 30 days (%)")
     fig.update_yaxes(title="customers")

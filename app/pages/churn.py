@@ -152,22 +152,23 @@ def create_cards(summary: dict, overall: dict, baseline: dict, currency: str) ->
 
 
 GRID_COLUMNS = [
-    {"field": "risk_rank", "headerName": "#", "width": 80},
+    {"field": "risk_rank", "headerName": "#", "width": 70},
     {"field": "customer_id", "headerName": "customer_id", "hide": True},  # plain id for the CSV
-    {"field": "customer", "headerName": "Customer", "cellRenderer": "markdown", "minWidth": 120},
-    {"field": "probability", "headerName": "30-day risk", "width": 120,
+    {"field": "customer", "headerName": "Customer", "cellRenderer": "markdown", "width": 120},
+    {"field": "probability", "headerName": "30-day risk", "width": 110,
      "valueFormatter": {"function": "d3.format('.1%')(params.value)"}},
-    {"field": "risk_band", "headerName": "Band", "width": 100},
-    {"field": "monthly_revenue", "headerName": "Revenue / month", "width": 140,
+    {"field": "risk_band", "headerName": "Band", "width": 90},
+    {"field": "reasons_text", "headerName": "Top reasons", "flex": 1, "minWidth": 380, "wrapText": True,
+     "autoHeight": True, "cellStyle": {"lineHeight": "1.4", "paddingTop": "6px", "paddingBottom": "6px"}},
+    {"field": "monthly_revenue", "headerName": "Revenue / month", "width": 135,
      "valueFormatter": {"function": "params.value == null ? '-' : d3.format(',.2f')(params.value)"}},
-    {"field": "expected_revenue_at_risk", "headerName": "At risk / month", "width": 140,
+    {"field": "expected_revenue_at_risk", "headerName": "At risk / month", "width": 130,
      "valueFormatter": {"function": "params.value == null ? '-' : d3.format(',.2f')(params.value)"}},
-    {"field": "experience_index", "headerName": "Experience", "width": 120,
+    {"field": "experience_index", "headerName": "Experience", "width": 115,
      "valueFormatter": {"function": "params.value == null ? 'no KPIs' : d3.format('.0f')(params.value)"}},
     {"field": "segment", "headerName": "Segment", "width": 110},
-    {"field": "payment_type", "headerName": "Payment", "width": 110},
-    {"field": "main_product_offering", "headerName": "Tariff", "minWidth": 140},
-    {"field": "reasons_text", "headerName": "Top reasons", "minWidth": 420, "wrapText": True, "autoHeight": True},
+    {"field": "payment_type", "headerName": "Payment", "width": 105},
+    {"field": "main_product_offering", "headerName": "Tariff", "width": 150},
 ]
 
 
