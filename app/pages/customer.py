@@ -73,14 +73,20 @@ def _viewer_or_stop():
     return viewer
 
 
+def _audit_open(viewer, customer_id: str, view: str, **fields) -> None:
+    """Log that `viewer` read part (`view`) of the customer's record, and whether personal data was shown."""
+    audit("open_customer", customer_id=customer_id, view=view,
+          personal_data="shown" if viewer.sees_personal_data else "masked", **fields)
+
+
 def _fmt_money(x: float | None, currency: str) -> str:
     return "-" if x is None else f"{x:,.2f} {currency}"
 
 
 def _field(label: str, value) -> dmc.Stack:
     shown = "-" if value is None or value == "" else str(value)
-    return dmc.Stack([dmc.Text(label, size="xs", c="dimmed"),
-                      dmc.Text(shown, size="sm", fw=500, c="dimmed" if shown == MASK else None)], gap=0)
+    style = {"c": "dimmed"} if shown == MASK else {}
+    return dmc.Stack([dmc.Text(label, size="xs", c="dimmed"), dmc.Text(shown, size="sm", fw=500, **style)], gap=0)
 
 
 def _rows(df: pl.DataFrame) -> list[dict]:
@@ -153,8 +159,9 @@ CELL_COLUMNS = [("cell_id", "Cell", None), ("site_id", "Site", None), ("technolo
 def _grid_or_empty(grid_id: str, columns, df: pl.DataFrame, *, row_id: str, file_name: str, empty: str,
                    height: int = 260):
     if df.height == 0:
-        return create_empty_state(empty, title="None")
-    return create_grid(grid_id, columns, _rows(df), file_name=file_name, row_id=row_id, height=height)
+        return html.Div(create_empty_state(empty, title="None"), id=f"{grid_id}-box")
+    return html.Div(create_grid(grid_id, columns, _rows(df), file_name=file_name, row_id=row_id, height=height),
+                    id=f"{grid_id}-box")
 
 
 @callback(
@@ -179,8 +186,7 @@ def load_record(customer_id):
             None, None, None
     asof = create_asof(f"{now:%Y-%m-%d %H:%M} UTC" if now else None, version, missing=missing)
     profile = qc.customer_profile(db, customer_id, viewer=viewer)
-    audit("open_customer", customer_id=customer_id, view="record", found=profile is not None,
-          personal_data="shown" if viewer.sees_personal_data else "masked")
+    _audit_open(viewer, customer_id, "record", found=profile is not None)
     if profile is None:
         return (dmc.Title(f"Customer {customer_id}", order=2), asof,
                 create_empty_state(f"There is no customer {customer_id} in the warehouse.", title="Unknown customer"),
@@ -290,8 +296,7 @@ def load_network(customer_id):
         now = qc.data_now(db)
     except NoWarehouse:
         return None, None
-    audit("open_customer", customer_id=customer_id, view="network",
-          personal_data="shown" if viewer.sees_personal_data else "masked")
+    _audit_open(viewer, customer_id, "network")
     if now is None:
         return create_empty_state("No usage, KPIs or alarms are loaded, so there is no network to check."), None
     view = qc.network_view(db, customer_id, now)
@@ -323,7 +328,7 @@ def load_timeline(kpi_name, customer_id):
     """The customer's hourly usage beside the chosen KPI of their cells, with alarms marked."""
     if not customer_id or kpi_name not in TIMELINE_KPIS:
         raise PreventUpdate
-    _viewer_or_stop()
+    viewer = _viewer_or_stop()
     db, cfg = reader(), settings()
     try:
         now = qc.data_now(db)
@@ -331,7 +336,7 @@ def load_timeline(kpi_name, customer_id):
         return {}
     if now is None:
         return {}
-    audit("open_customer", customer_id=customer_id, view="timeline", kpi=kpi_name)
+    _audit_open(viewer, customer_id, "timeline", kpi=kpi_name)
     view = qc.network_view(db, customer_id, now)
     usage = qc.usage_hourly(db, customer_id, view.timeline_start, now)
     shown = list(dict.fromkeys([*view.where["cell_id"].to_list(),
@@ -350,13 +355,13 @@ def load_usage(customer_id):
     """Usage and charges per day and service over the loaded window."""
     if not customer_id:
         raise PreventUpdate
-    _viewer_or_stop()
+    viewer = _viewer_or_stop()
     db, cfg = reader(), settings()
     try:
         daily = qc.customer_usage_daily(db, customer_id)
     except NoWarehouse:
         return None
-    audit("open_customer", customer_id=customer_id, view="usage")
+    _audit_open(viewer, customer_id, "usage")
     if daily.height == 0:
         return create_empty_state("No rated usage in the loaded data.")
     totals = daily.group_by("service").agg(pl.col("amount").sum(), pl.col("n_events").sum()).sort("service")

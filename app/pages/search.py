@@ -16,7 +16,7 @@ from app.context import reader
 from app.pages.customer import ROLES
 from app.warehouse import NoWarehouse
 
-dash.register_page(__name__, path="/customers", name="Customers", title="opencem: find a customer", order=5,
+dash.register_page(__name__, path="/customers", name="Customers", title="opencem: find a customer", order=2,
                    roles=ROLES)
 
 
@@ -26,7 +26,7 @@ def layout(**kwargs) -> html.Div:
             else "Customer id (your roles see personal data masked)")
     return html.Div([
         dmc.Title("Find a customer", order=2),
-        dmc.TextInput(id="cs-query", placeholder=hint, w=460, debounce=300, mt="sm", autoFocus=True,
+        dmc.TextInput(id="cs-query", placeholder=hint, w=460, debounce=300, mt="sm",
                       leftSection=html.Span("Search", style={"fontSize": "11px", "color": "#868e96"}),
                       leftSectionWidth=58),
         dcc.Loading(html.Div(id="cs-results", style={"marginTop": "12px"}), type="dot"),

@@ -80,6 +80,8 @@ def test_login_sets_a_session_and_follows_only_local_next_paths(auth_app) -> Non
     ok = login(client, "carla", next="//evil.example/steal")
     assert ok.status_code == 303 and ok.headers["Location"] == "/customers", "a foreign next must be ignored"
     assert client.get("/customers").status_code == 200
+    search = route(client, "/customers")
+    assert search.status_code == 200 and "cs-query" in search.text and "phone number" in search.text
     layout = client.get("/_dash-layout").json
     header = json.dumps(layout)
     assert '"carla"' in header and '"care agent"' in header, header[:3000]

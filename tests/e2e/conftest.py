@@ -151,11 +151,13 @@ class AuthServer:
         """Sign `page` in as `user` through the login form, and wait until the app has redirected."""
         from urllib.parse import quote
 
+        page.wait_for_load_state("networkidle")
         page.goto(self.url + "/login" + (f"?next={quote(next_path)}" if next_path else ""))
         page.fill("#login-username", user)
         page.fill("#login-password", TEST_USERS[user][1])
         with page.expect_navigation():
             page.click("#login-submit")
+        page.wait_for_load_state("networkidle")  # the landing page's callbacks done: leaving aborts none
 
     def audit(self) -> list[dict]:
         import json
