@@ -11,7 +11,6 @@ from dash import MATCH, Input, Output, callback, dcc, html
 
 from app.constants import APP_TITLE
 
-
 #: A form's submit button drawn as a link (the header's sign-out).
 LINK_BUTTON = {"background": "none", "border": "none", "padding": "2px 4px", "color": "#4263eb", "cursor": "pointer",
                "font": "inherit", "fontSize": "14px"}

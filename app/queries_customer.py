@@ -114,7 +114,7 @@ def fold_name(text: str) -> str:
 def msisdn_digits(text: str) -> str:
     """A phone number as digits only, an international `00` prefix dropped (as `marts.msisdn_lookup`)."""
     digits = re.sub(r"\D", "", text)
-    return digits[2:] if digits.startswith("00") else digits
+    return digits.removeprefix("00")
 
 
 def parse_search(text: str | None) -> SearchQuery:
@@ -171,8 +171,8 @@ def search_customers(db: WarehouseReader, text: str | None, *, viewer: Viewer | 
         return SearchResult(q, _empty_search(), 0, "The warehouse has no search table yet: run `opencem refresh`.")
     numbers = ("(SELECT string_agg(m.msisdn, ', ' ORDER BY m.status, m.msisdn) FROM marts.msisdn_lookup m "
                "WHERE m.customer_id = s.customer_id)")
-    common = (f"s.customer_id, s.name, s.segment, s.customer_status, s.home_zone_id, z.zone_name, "
-              f"s.n_active_subscriptions, count(*) OVER () AS total")
+    common = ("s.customer_id, s.name, s.segment, s.customer_status, s.home_zone_id, z.zone_name, "
+              "s.n_active_subscriptions, count(*) OVER () AS total")
     if q.kind == "customer_id":
         df = db.query(
             f"""SELECT {common}, {numbers} AS msisdns, 'customer id' AS matched_on
@@ -611,8 +611,8 @@ def _alarm_order(a: AlarmFact) -> tuple:
 
 #: What a customer notices when a KPI misses its target, and what the agent can say about it.
 SYMPTOMS = {
-    "availability_pct": ("the cell serving them was off the air at times", "service may drop out entirely for "
-                         "short spells"),
+    "availability_pct": ("the cell serving them was off the air at times",
+                         "service may drop out entirely for short spells"),
     "accessibility_pct": ("calls and data sessions on the cell fail to connect more often than they should",
                           "calls or data may fail to start; trying again usually works"),
     "drop_rate_pct": ("calls and sessions on the cell drop more often than they should",
@@ -776,7 +776,7 @@ def cell_breaches(kpis: pl.DataFrame, thresholds: Mapping[str, float], *, since:
 
 
 def _alarm_facts(alarms: pl.DataFrame) -> tuple[AlarmFact, ...]:
-    split = lambda s: tuple(x for x in (s or "").split(",") if x)  # noqa: E731
+    split = lambda s: tuple(x for x in (s or "").split(",") if x)
     return tuple(
         AlarmFact(
             alarm_id=r["alarm_id"], alarm_type=r["alarm_type"], perceived_severity=r["perceived_severity"],

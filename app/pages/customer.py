@@ -20,7 +20,14 @@ from dash.exceptions import PreventUpdate
 from app import figures_customer as figs
 from app import queries_customer as qc
 from app.auth import MASK, audit, current_viewer
-from app.components import create_asof, create_empty_state, create_graph, create_grid, create_notice, create_section
+from app.components import (
+    create_asof,
+    create_empty_state,
+    create_graph,
+    create_grid,
+    create_notice,
+    create_section,
+)
 from app.constants import KPIS
 from app.context import reader, settings
 from app.queries import zones_geojson

@@ -140,7 +140,10 @@ def _alarm(alarm_id: str = "A1", *, raised: dt.datetime, cleared: dt.datetime | 
                         customer_cells_hit=hit)
 
 
-def _facts(alarms=(), breaches=(), cells=(qc.CellFact("C1-1", 0.8, "S1", "Z1", "Old Town"),)) -> qc.CareFacts:
+HOME_CELL = qc.CellFact("C1-1", 0.8, "S1", "Z1", "Old Town")
+
+
+def _facts(alarms=(), breaches=(), cells=(HOME_CELL,)) -> qc.CareFacts:
     return qc.CareFacts(customer_id="CU1", now=NOW, since=SINCE, cells=tuple(cells), alarms=tuple(alarms),
                         breaches=tuple(breaches), kpi_summary={"availability_pct": 99.9, "drop_rate_pct": 0.4},
                         kpi_hours=(72, 72))
