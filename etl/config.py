@@ -22,6 +22,9 @@ class Settings:
     tile_url: str | None = None
     """An operator's own raster tile server (`https://tiles.example/{z}/{x}/{y}.png`); none by default, so
     maps draw zone outlines on white and nothing leaves the machine."""
+    duckdb_memory_limit: str = "3GB"
+    """The most memory DuckDB may use while a refresh builds a version; beyond it, it spills to
+    `WAREHOUSE/tmp` (so a refresh of millions of subscribers stays within a small machine)."""
     max_reject_rate: float = 0.25
     """A source whose share of quarantined rows in one refresh exceeds this fails the checks."""
     kpi_thresholds: dict[str, float] = field(
@@ -83,6 +86,8 @@ class Settings:
         `OPENCEM_SECRET_KEY_FILE`, `OPENCEM_AUDIT_LOG`), else defaults."""
         wh = warehouse or os.environ.get("OPENCEM_WAREHOUSE") or "warehouse"
         overrides.setdefault("tile_url", os.environ.get("OPENCEM_TILE_URL") or None)
+        if os.environ.get("OPENCEM_DUCKDB_MEMORY_LIMIT"):
+            overrides.setdefault("duckdb_memory_limit", os.environ["OPENCEM_DUCKDB_MEMORY_LIMIT"])
         live = os.environ.get("OPENCEM_LIVE_ALARMS")
         overrides.setdefault("live_alarms_dir", Path(live) if live else None)
         overrides.setdefault("dev_mode", os.environ.get("OPENCEM_DEV_MODE", "").strip().lower()

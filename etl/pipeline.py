@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -392,6 +393,16 @@ def _write_last(wh: Warehouse, record: dict[str, Any]) -> None:
 # -- the refresh -----------------------------------------------------------------------------------------
 
 
+def limit_memory(con: duckdb.DuckDBPyConnection, limit: str, *, spill_to: Path) -> None:
+    """Bound DuckDB's memory on the working copy (it spills to `spill_to` beyond the bound)."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit.strip(), flags=re.IGNORECASE):
+        raise UsageError(f"duckdb memory limit {limit!r}: expected a size such as 3GB or 512MiB")
+    spill_to.mkdir(parents=True, exist_ok=True)
+    # SET takes no parameters: the size is validated above and the path's quotes are doubled.
+    con.execute(f"SET memory_limit = '{limit.strip()}'")
+    con.execute("SET temp_directory = '{}'".format(str(spill_to).replace("'", "''")))
+
+
 def refresh(settings: Settings, *, source: Path, mapping: Path | None = None, engine: str = "duckdb",
             log: Log = _stderr) -> RefreshResult:
     """Load what is new in `source`, build, check, and publish a new version if every check passes.
@@ -453,6 +464,7 @@ def _refresh_locked(settings: Settings, wh: Warehouse, source: Path, mapping: An
         con = wc.con
         assert con is not None
         with steps.step("working copy") as counts:
+            limit_memory(con, settings.duckdb_memory_limit, spill_to=Path(settings.warehouse_dir) / "tmp")
             ensure_schema(con)
             load_id = next_load_id(con)
             begin_load(con, load_id=load_id, source_dir=str(folder.root), engine=engine, started_at=started)
