@@ -65,24 +65,83 @@ def _fmt_duration(minutes: float) -> str:
 # ------------------------------------------------------------------------------------------- as of
 
 
+def _memo(db: WarehouseReader, key: str, compute):
+    """`compute()` once per published version (what only a refresh changes), when the reader keeps a memo."""
+    memo = getattr(db, "memo", None)
+    return memo(("customer", key), compute) if memo else compute()
+
+
 def data_now(db: WarehouseReader) -> dt.datetime | None:
     """The data's as-of time: the latest usage event, KPI hour (its end) or alarm loaded."""
-    if not db.has_table("marts.freshness"):
-        return None
-    df = db.query(
-        "SELECT max(CASE WHEN source = 'kpi_hourly' THEN as_of + INTERVAL 1 HOUR ELSE as_of END) AS now "
-        "FROM marts.freshness WHERE source IN ('charging', 'kpi_hourly', 'alarms') AND is_loaded"
-    )
-    return df["now"][0] if df.height else None
+    def compute() -> dt.datetime | None:
+        if not db.has_table("marts.freshness"):
+            return None
+        df = db.query(
+            "SELECT max(CASE WHEN source = 'kpi_hourly' THEN as_of + INTERVAL 1 HOUR ELSE as_of END) AS now "
+            "FROM marts.freshness WHERE source IN ('charging', 'kpi_hourly', 'alarms') AND is_loaded"
+        )
+        return df["now"][0] if df.height else None
+
+    return _memo(db, "data_now", compute)
 
 
 def version_and_asof(db: WarehouseReader) -> tuple[str, dt.datetime | None, list[str]]:
     """The live version's name, the data's as-of time, and the sources that are not loaded."""
     version = db.version.name
-    missing: list[str] = []
-    if db.has_table("marts.freshness"):
-        missing = db.query("SELECT source FROM marts.freshness WHERE NOT is_loaded ORDER BY source")["source"].to_list()
-    return version, data_now(db), missing
+
+    def missing() -> list[str]:
+        if not db.has_table("marts.freshness"):
+            return []
+        return db.query("SELECT source FROM marts.freshness WHERE NOT is_loaded ORDER BY source")["source"].to_list()
+
+    return version, data_now(db), _memo(db, "missing_sources", missing)
+
+
+def zone_names(db: WarehouseReader) -> dict[str, str]:
+    """Zone id -> zone name (once per version)."""
+    return _memo(db, "zone_names", lambda: dict(db.query("SELECT zone_id, zone_name FROM staging.zones").rows()))
+
+
+CELL_INFO_SCHEMA = {"cell_id": pl.String, "site_id": pl.String, "technology": pl.String, "band_mhz": pl.Int64,
+                    "latitude": pl.Float64, "longitude": pl.Float64, "zone_id": pl.String, "zone_name": pl.String}
+
+
+def cell_info(db: WarehouseReader) -> pl.DataFrame:
+    """Every cell with its site, technology, location and zone (once per version: a few thousand rows)."""
+    return _memo(db, "cell_info", lambda: db.query(
+        "SELECT c.cell_id, c.site_id, c.technology, c.band_mhz, c.latitude, c.longitude, c.zone_id, z.zone_name "
+        "FROM staging.cells c LEFT JOIN staging.zones z ON z.zone_id = c.zone_id").cast(CELL_INFO_SCHEMA))
+
+
+def alarm_table(db: WarehouseReader) -> pl.DataFrame:
+    """Every alarm with its place, cause and impact (marts.alarm_impact), and the names of its zones
+    (once per version: alarms are few beside customers)."""
+    def compute() -> pl.DataFrame:
+        if not db.has_table("marts.alarm_impact"):
+            return pl.DataFrame()
+        df = db.query(
+            "SELECT alarm_id, alarmed_object_id, alarmed_object_type, alarm_type, perceived_severity, "
+            "probable_cause, specific_problem, service_affecting, raised_at, cleared_at, is_open, duration_min, "
+            "site_id, cell_ids, zone_ids, n_customers_affected FROM marts.alarm_impact")
+        names = zone_names(db)
+        return df.with_columns(zone_names=pl.col("zone_ids").map_elements(
+            lambda z: ", ".join(names.get(x, x) for x in z.split(",") if x) or None, return_dtype=pl.String))
+
+    return _memo(db, "alarm_table", compute)
+
+
+def alarm_cell_table(db: WarehouseReader) -> pl.DataFrame:
+    """(alarm_id, cell_id) for every cell each alarm touches (once per version)."""
+    return _memo(db, "alarm_cells", lambda: db.query("SELECT DISTINCT alarm_id, cell_id FROM staging.alarm_cells")
+                 if db.has_table("staging.alarm_cells") else pl.DataFrame(schema={"alarm_id": pl.String,
+                                                                                  "cell_id": pl.String}))
+
+
+def main_cell_counts(db: WarehouseReader) -> dict[str, int]:
+    """Per cell, how many customers have it as their main cell (once per version)."""
+    return _memo(db, "main_cell_counts", lambda: dict(db.query(
+        "SELECT cell_id, count(*) AS n FROM marts.subscriber_cell_usage WHERE is_main_cell GROUP BY cell_id"
+    ).rows()))
 
 
 # ------------------------------------------------------------------------------------------- search
@@ -220,43 +279,63 @@ def search_customers(db: WarehouseReader, text: str | None, *, viewer: Viewer | 
 # ------------------------------------------------------------------------------------- the customer
 
 
+#: The customer_360 columns the page shows (a fixed list: the mart has some fifty).
+PROFILE_COLUMNS = (
+    "customer_id", "name", "segment", "customer_status", "created_at", "is_vip", "home_zone_id", "usage_zone_id",
+    "as_of_date", "main_product_offering", "payment_type", "tenure_days", "n_subscriptions",
+    "n_active_subscriptions", "monthly_fee_total", "usage_revenue_30d", "amount_unpaid", "n_unpaid_bills",
+    "n_tickets", "n_open_tickets", "n_network_tickets", "n_outages", "outage_minutes", "main_cell_id",
+    "exp_availability_pct", "exp_accessibility_pct", "exp_drop_rate_pct", "exp_dl_throughput_mbps",
+    "exp_latency_ms",
+)
+
+
 def customer_profile(db: WarehouseReader, customer_id: str, *, viewer: Viewer | None) -> dict | None:
     """Identity, segment, contact data (masked per role) and the customer_360 summary; None if unknown."""
     if not db.has_table("marts.customer_360"):
         return None
-    df = db.query(
-        """
-        SELECT c.*, z.zone_name AS home_zone_name, uz.zone_name AS usage_zone_name,
-               p.address, p.email, p.birth_date, p.home_latitude, p.home_longitude
-        FROM (SELECT * FROM marts.customer_360 WHERE customer_id = $id) c
-        LEFT JOIN (SELECT * FROM staging.customers WHERE customer_id = $id) p ON p.customer_id = c.customer_id
-        LEFT JOIN staging.zones z ON z.zone_id = c.home_zone_id
-        LEFT JOIN staging.zones uz ON uz.zone_id = c.usage_zone_id
-        """,
-        {"id": customer_id},
-    )
-    return mask(df, viewer).row(0, named=True) if df.height else None
+    c360 = db.query(f"SELECT {', '.join(PROFILE_COLUMNS)} FROM marts.customer_360 WHERE customer_id = ?",
+                    [customer_id])  # fixed column names
+    if c360.height == 0:
+        return None
+    contact = db.query("SELECT address, email, birth_date, home_latitude, home_longitude FROM staging.customers "
+                       "WHERE customer_id = ?", [customer_id])
+    row = c360.row(0, named=True)
+    names = zone_names(db)
+    extra = contact.row(0, named=True) if contact.height else dict.fromkeys(contact.columns)
+    df = pl.DataFrame([{**row, **extra, "home_zone_name": names.get(row.get("home_zone_id")),
+                        "usage_zone_name": names.get(row.get("usage_zone_id"))}],
+                      schema={**c360.schema, **contact.schema, "home_zone_name": pl.String,
+                              "usage_zone_name": pl.String})
+    return mask(df, viewer).row(0, named=True)
 
 
-def customer_subscriptions(db: WarehouseReader, customer_id: str, *, viewer: Viewer | None) -> pl.DataFrame:
+def customer_home(db: WarehouseReader, customer_id: str, *, viewer: Viewer | None) -> tuple[float, float] | None:
+    """The customer's home coordinates (personal data: None for roles that see it masked, or when unknown)."""
+    df = mask(db.query("SELECT home_latitude, home_longitude FROM staging.customers WHERE customer_id = ?",
+                       [customer_id]), viewer)
+    if df.height == 0 or df["home_latitude"][0] is None or df["home_longitude"][0] is None:
+        return None
+    return float(df["home_latitude"][0]), float(df["home_longitude"][0])
+
+
+def customer_subscriptions(db: WarehouseReader, customer_id: str, *, viewer: Viewer | None,
+                           promotions: pl.DataFrame | None = None) -> pl.DataFrame:
     """The customer's subscriptions (prepaid and postpaid): number (masked per role), tariff, payment type,
-    status, dates, monthly fee, and the discount of the promotions in force on the as-of date."""
+    status, dates, monthly fee, and the largest discount of their promotions in force (`promotions`, as
+    `customer_promotions` returns them)."""
     df = db.query(
-        """
-        WITH s AS (SELECT * FROM staging.subscriptions WHERE customer_id = $id),
-             as_of AS (SELECT max(as_of_date) AS d FROM marts.customer_360 WHERE customer_id = $id),
-             p AS (SELECT p.subscription_id, max(p.discount) AS discount_pct
-                   FROM staging.promotions p, as_of
-                   WHERE p.subscription_id IN (SELECT subscription_id FROM s)
-                     AND p.valid_from <= as_of.d AND (p.valid_to IS NULL OR p.valid_to >= as_of.d)
-                   GROUP BY ALL)
-        SELECT s.subscription_id, s.msisdn, s.product_offering, s.payment_type, s.status, s.start_date,
-               s.termination_date, s.termination_reason, s.monthly_fee, s.currency, p.discount_pct
-        FROM s LEFT JOIN p USING (subscription_id)
-        ORDER BY s.status = 'active' DESC, s.start_date DESC, s.subscription_id
-        """,
-        {"id": customer_id},
+        "SELECT subscription_id, msisdn, product_offering, payment_type, status, start_date, termination_date, "
+        "termination_reason, monthly_fee, currency FROM staging.subscriptions WHERE customer_id = ? "
+        "ORDER BY status = 'active' DESC, start_date DESC, subscription_id",
+        [customer_id],
     )
+    if promotions is not None and promotions.height:
+        best = (promotions.filter(pl.col("state") == "in force").group_by("subscription_id")
+                .agg(discount_pct=pl.col("discount_pct").max()))
+        df = df.join(best, on="subscription_id", how="left", maintain_order="left")
+    else:
+        df = df.with_columns(discount_pct=pl.lit(None, pl.Float64))
     return mask(df, viewer)
 
 
@@ -332,32 +411,37 @@ def customer_usage_daily(db: WarehouseReader, customer_id: str) -> pl.DataFrame:
     )
 
 
-def customer_cells(db: WarehouseReader, customer_id: str) -> pl.DataFrame:
+HOURS_SCHEMA = {"hour_at": pl.Datetime("us"), "cell_id": pl.String, "n_events": pl.Int64, "n_voice": pl.Int64,
+                "n_sms": pl.Int64, "n_data": pl.Int64, "data_mb": pl.Float64, "voice_min": pl.Float64}
+
+
+def customer_hours(db: WarehouseReader, customer_id: str) -> pl.DataFrame:
+    """The customer's usage per cell and hour over the last loaded days (marts.customer_usage_hourly)."""
+    if not db.has_table("marts.customer_usage_hourly"):
+        return pl.DataFrame(schema=HOURS_SCHEMA)
+    return db.query(
+        "SELECT hour_at, cell_id, n_events, n_voice, n_sms, n_data, data_mb, voice_min "
+        "FROM marts.customer_usage_hourly WHERE customer_id = ? ORDER BY hour_at, cell_id",
+        [customer_id],
+    ).cast(HOURS_SCHEMA)
+
+
+def customer_cells(db: WarehouseReader, customer_id: str, hours: pl.DataFrame | None = None) -> pl.DataFrame:
     """The cells the customer's usage happens on: over the loaded window (events, share, rank) and over the
-    last TIMELINE_DAYS (events, share), with each cell's site, technology, location and zone."""
-    recent = ("SELECT cell_id, sum(n_events) AS n_events_recent, max(hour_at) AS last_hour_at "
-              "FROM marts.customer_usage_hourly WHERE customer_id = $id GROUP BY cell_id"
-              if db.has_table("marts.customer_usage_hourly") else
-              "SELECT NULL::VARCHAR AS cell_id, NULL::BIGINT AS n_events_recent, NULL::TIMESTAMP AS last_hour_at "
-              "WHERE FALSE")
-    df = db.query(
-        f"""
-        WITH u AS (SELECT cell_id, n_events, share_of_events, cell_rank, usage_revenue, last_usage_at
-                   FROM marts.subscriber_cell_usage WHERE customer_id = $id),
-             r AS ({recent}),
-             j AS (SELECT coalesce(u.cell_id, r.cell_id) AS cell_id, coalesce(u.n_events, 0) AS n_events,
-                          u.share_of_events, u.cell_rank, u.usage_revenue, u.last_usage_at,
-                          coalesce(r.n_events_recent, 0) AS n_events_recent
-                   FROM u FULL JOIN r ON u.cell_id = r.cell_id)
-        SELECT j.*, j.n_events_recent / nullif(sum(j.n_events_recent) OVER (), 0) AS share_recent,
-               c.site_id, c.technology, c.band_mhz, c.latitude, c.longitude, c.zone_id, z.zone_name
-        FROM j LEFT JOIN staging.cells c ON c.cell_id = j.cell_id
-        LEFT JOIN staging.zones z ON z.zone_id = c.zone_id
-        ORDER BY j.n_events_recent DESC, j.n_events DESC, j.cell_id
-        """,
-        {"id": customer_id},
-    )
-    return df.with_columns(pl.col("share_recent").fill_null(0.0), pl.col("share_of_events").fill_null(0.0))
+    last loaded days (`hours`, as `customer_hours` returns them), with each cell's site, technology,
+    location and zone. Most used recently first."""
+    hours = customer_hours(db, customer_id) if hours is None else hours
+    window = db.query(
+        "SELECT cell_id, n_events, share_of_events, cell_rank, usage_revenue, last_usage_at "
+        "FROM marts.subscriber_cell_usage WHERE customer_id = ?", [customer_id])
+    recent = hours.group_by("cell_id").agg(n_events_recent=pl.col("n_events").sum())
+    df = window.join(recent, on="cell_id", how="full", coalesce=True).with_columns(
+        pl.col("n_events").fill_null(0), pl.col("n_events_recent").fill_null(0),
+        pl.col("share_of_events").fill_null(0.0))
+    total = df["n_events_recent"].sum()
+    df = df.with_columns(share_recent=(pl.col("n_events_recent") / total) if total else pl.lit(0.0))
+    df = df.join(cell_info(db), on="cell_id", how="left")
+    return df.sort(["n_events_recent", "n_events", "cell_id"], descending=[True, True, False])
 
 
 def where_cells(cells: pl.DataFrame) -> pl.DataFrame:
@@ -370,23 +454,18 @@ def where_cells(cells: pl.DataFrame) -> pl.DataFrame:
     return ranked.with_row_index("_r").filter((pl.col("_r") == 0) | (pl.col("share") >= MIN_CELL_SHARE)).drop("_r")
 
 
+def usage_by_hour(hours: pl.DataFrame, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """The customer's usage per hour in [start, end) on our cells, with the cell that carried most of it."""
+    h = hours.filter((pl.col("hour_at") >= start) & (pl.col("hour_at") < end))
+    return (h.sort(["hour_at", "n_events"], descending=[False, True])
+            .group_by("hour_at", maintain_order=True)
+            .agg(pl.col("n_events", "n_voice", "n_sms", "n_data", "data_mb", "voice_min").sum(),
+                 main_cell_id=pl.col("cell_id").first()))
+
+
 def usage_hourly(db: WarehouseReader, customer_id: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """The customer's usage per hour on our cells (events by kind, data MB, voice minutes, main cell)."""
-    if not db.has_table("marts.customer_usage_hourly"):
-        return pl.DataFrame(schema={"hour_at": pl.Datetime, "n_events": pl.Int64, "n_voice": pl.Int64,
-                                    "n_sms": pl.Int64, "n_data": pl.Int64, "data_mb": pl.Float64,
-                                    "voice_min": pl.Float64, "main_cell_id": pl.String})
-    return db.query(
-        """
-        SELECT hour_at, sum(n_events) AS n_events, sum(n_voice) AS n_voice, sum(n_sms) AS n_sms,
-               sum(n_data) AS n_data, sum(data_mb) AS data_mb, sum(voice_min) AS voice_min,
-               arg_max(cell_id, n_events) AS main_cell_id
-        FROM marts.customer_usage_hourly
-        WHERE customer_id = $id AND hour_at >= $start AND hour_at < $end
-        GROUP BY hour_at ORDER BY hour_at
-        """,
-        {"id": customer_id, "start": start, "end": end},
-    )
+    return usage_by_hour(customer_hours(db, customer_id), start, end)
 
 
 KPI_HOURLY_SCHEMA = {"cell_id": pl.String, "period_start": pl.Datetime("us"), **{
@@ -412,46 +491,31 @@ def cells_kpi_hourly(db: WarehouseReader, cell_ids: Sequence[str], start: dt.dat
         ORDER BY cell_id, period_start
         """,
         {**cells, "start": start, "end": end},
-    )
+    ).cast(KPI_HOURLY_SCHEMA)
 
 
 def customer_alarms(db: WarehouseReader, customer_id: str, cell_ids: Sequence[str],
                     now: dt.datetime) -> pl.DataFrame:
     """Alarms raised by `now` that affected the customer (marts.alarm_customers: the shared majority rule)
     or that touched one of `cell_ids`, with their place, cause, impact and the customer's cells hit."""
-    if not db.has_table("marts.alarm_impact"):
-        return pl.DataFrame()
-    return db.query(
-        """
-        WITH mine AS (SELECT alarm_id, share_on_alarm_cells FROM marts.alarm_customers WHERE customer_id = $id),
-             hit AS (SELECT alarm_id, string_agg(DISTINCT cell_id, ',' ORDER BY cell_id) AS customer_cells_hit
-                     FROM staging.alarm_cells WHERE list_contains($cells, cell_id) GROUP BY alarm_id)
-        SELECT a.alarm_id, a.alarmed_object_id, a.alarmed_object_type, a.alarm_type, a.perceived_severity,
-               a.probable_cause, a.specific_problem, a.service_affecting, a.raised_at, a.cleared_at,
-               a.is_open, a.duration_min, a.site_id, a.cell_ids, a.zone_ids, a.n_customers_affected,
-               (m.alarm_id IS NOT NULL) AS affects_customer, m.share_on_alarm_cells, h.customer_cells_hit,
-               (SELECT string_agg(zone_name, ', ' ORDER BY zone_id) FROM staging.zones z
-                WHERE list_contains(string_split(a.zone_ids, ','), z.zone_id)) AS zone_names
-        FROM marts.alarm_impact a
-        LEFT JOIN mine m ON m.alarm_id = a.alarm_id
-        LEFT JOIN hit h ON h.alarm_id = a.alarm_id
-        WHERE (m.alarm_id IS NOT NULL OR h.alarm_id IS NOT NULL) AND a.raised_at <= $now
-        ORDER BY a.raised_at DESC, a.alarm_id
-        """,
-        {"id": customer_id, "cells": list(cell_ids), "now": now},
-    )
+    alarms = alarm_table(db)
+    if alarms.height == 0:
+        return alarms
+    mine = db.query("SELECT alarm_id, share_on_alarm_cells FROM marts.alarm_customers WHERE customer_id = ?",
+                    [customer_id]).with_columns(affects_customer=pl.lit(True))
+    hit = (alarm_cell_table(db).filter(pl.col("cell_id").is_in(list(cell_ids))).sort("cell_id")
+           .group_by("alarm_id").agg(customer_cells_hit=pl.col("cell_id").str.join(",")))
+    ids = set(mine["alarm_id"].to_list()) | set(hit["alarm_id"].to_list())
+    out = (alarms.filter(pl.col("alarm_id").is_in(list(ids)) & (pl.col("raised_at") <= now))
+           .join(mine, on="alarm_id", how="left").join(hit, on="alarm_id", how="left")
+           .with_columns(pl.col("affects_customer").fill_null(False)))
+    return out.sort(["raised_at", "alarm_id"], descending=[True, False])
 
 
-def main_cell_sharers(db: WarehouseReader, cell_ids: Sequence[str], *, exclude: str) -> dict[str, int]:
+def main_cell_sharers(db: WarehouseReader, cell_ids: Sequence[str], *, own_main_cell: str | None) -> dict[str, int]:
     """Per cell, how many other customers have it as their main cell (most of their events)."""
-    if not cell_ids:
-        return {}
-    df = db.query(
-        "SELECT cell_id, count(*) AS n FROM marts.subscriber_cell_usage "
-        "WHERE is_main_cell AND list_contains($cells, cell_id) AND customer_id <> $id GROUP BY cell_id",
-        {"cells": list(cell_ids), "id": exclude},
-    )
-    return dict(df.rows())
+    counts = main_cell_counts(db)
+    return {c: counts.get(c, 0) - (1 if c == own_main_cell else 0) for c in cell_ids}
 
 
 def model_outputs(db: WarehouseReader, customer_id: str) -> dict[str, dict | None]:
@@ -799,24 +863,28 @@ class NetworkView:
     now: dt.datetime
     since: dt.datetime
     timeline_start: dt.datetime
+    hours: pl.DataFrame
     cells: pl.DataFrame
     where: pl.DataFrame
+    shown: tuple[str, ...]
     kpis: pl.DataFrame
     alarms: pl.DataFrame
 
 
 def network_view(db: WarehouseReader, customer_id: str, now: dt.datetime, *,
                  hours: int = CARE_WINDOW_HOURS) -> NetworkView:
-    """The customer's cells, "where they are", the hourly KPIs of the timeline's cells (and of those) over
-    the last TIMELINE_DAYS, and every alarm that affected them or touched their cells."""
-    cells = customer_cells(db, customer_id)
+    """The customer's hourly usage and cells, "where they are", the hourly KPIs over the last TIMELINE_DAYS
+    of those cells and of their most used ones (`shown`), and every alarm that affected them or touched
+    their cells."""
+    usage = customer_hours(db, customer_id)
+    cells = customer_cells(db, customer_id, usage)
     where = where_cells(cells)
     timeline_start = now - dt.timedelta(days=TIMELINE_DAYS)
-    shown = list(dict.fromkeys([*where["cell_id"].to_list(), *cells.head(TIMELINE_CELLS)["cell_id"].to_list()]))
+    shown = tuple(dict.fromkeys([*where["cell_id"].to_list(), *cells.head(TIMELINE_CELLS)["cell_id"].to_list()]))
     kpis = cells_kpi_hourly(db, shown, timeline_start, now)
     alarms = customer_alarms(db, customer_id, where["cell_id"].to_list(), now)
     return NetworkView(now=now, since=now - dt.timedelta(hours=hours), timeline_start=timeline_start,
-                       cells=cells, where=where, kpis=kpis, alarms=alarms)
+                       hours=usage, cells=cells, where=where, shown=shown, kpis=kpis, alarms=alarms)
 
 
 def care_facts(db: WarehouseReader, customer_id: str, view: NetworkView, thresholds: Mapping[str, float],
@@ -830,7 +898,8 @@ def care_facts(db: WarehouseReader, customer_id: str, view: NetworkView, thresho
                            zone_name=r["zone_name"]) for c, r in info.items())
     mine = view.kpis.filter(pl.col("cell_id").is_in(list(info))) if view.kpis.height else view.kpis
     breaches = cell_breaches(mine, thresholds, since=view.since, until=view.now) if mine.height else []
-    sharers = main_cell_sharers(db, sorted({b.cell_id for b in breaches}), exclude=customer_id)
+    main = view.cells.filter(pl.col("cell_rank") == 1)["cell_id"].to_list() if view.cells.height else []
+    sharers = main_cell_sharers(db, sorted({b.cell_id for b in breaches}), own_main_cell=main[0] if main else None)
     breaches = [
         BreachFact(**{**b.__dict__, "share": float(info[b.cell_id]["share"] or 0.0),
                       "site_id": info[b.cell_id]["site_id"], "zone_id": info[b.cell_id]["zone_id"],

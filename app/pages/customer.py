@@ -210,8 +210,8 @@ def load_record(customer_id):
         notices.append(create_notice(
             f"Personal data is hidden for your roles ({viewer.role_label}): names, numbers, addresses and contact "
             f"details show as {MASK}, here and in every export.", color="gray", title="Personal data masked"))
-    subs = qc.customer_subscriptions(db, customer_id, viewer=viewer)
     promos = qc.customer_promotions(db, customer_id, profile.get("as_of_date"))
+    subs = qc.customer_subscriptions(db, customer_id, viewer=viewer, promotions=promos)
     bills, topups, tickets = (qc.customer_bills(db, customer_id), qc.customer_topups(db, customer_id),
                               qc.customer_tickets(db, customer_id))
     accounts = html.Div([
@@ -315,9 +315,7 @@ def load_network(customer_id):
     zone_ids = sorted({z for z in view.cells["zone_id"].to_list() if z})
     geo, _ = zones_geojson(db)
     geo = {"type": "FeatureCollection", "features": [f for f in geo["features"] if f["id"] in zone_ids]}
-    profile = qc.customer_profile(db, customer_id, viewer=viewer) or {}
-    home = ((profile["home_latitude"], profile["home_longitude"])
-            if profile.get("home_latitude") is not None and profile.get("home_longitude") is not None else None)
+    home = qc.customer_home(db, customer_id, viewer=viewer)
     cells = view.cells.with_columns(share=pl.when(pl.col("share_recent") > 0).then(pl.col("share_recent"))
                                     .otherwise(pl.col("share_of_events")))
     cell_map = create_graph("cu-map", figs.cells_map(cells, geo, home=home, flagged=flagged, tile_url=cfg.tile_url))
@@ -345,13 +343,10 @@ def load_timeline(kpi_name, customer_id):
         return {}
     _audit_open(viewer, customer_id, "timeline", kpi=kpi_name)
     view = qc.network_view(db, customer_id, now)
-    usage = qc.usage_hourly(db, customer_id, view.timeline_start, now)
-    shown = list(dict.fromkeys([*view.where["cell_id"].to_list(),
-                                *view.cells.head(qc.TIMELINE_CELLS)["cell_id"].to_list()]))[:qc.TIMELINE_CELLS + 2]
-    alarms = view.alarms.filter(pl.col("raised_at") < now) if view.alarms.height else view.alarms
-    return figs.experience_timeline(usage, view.kpis, alarms, kpi=KPIS[kpi_name],
+    usage = qc.usage_by_hour(view.hours, view.timeline_start, now)
+    return figs.experience_timeline(usage, view.kpis, view.alarms, kpi=KPIS[kpi_name],
                                     threshold=cfg.kpi_thresholds.get(kpi_name), start=view.timeline_start,
-                                    end=now, cells=shown, since=view.since)
+                                    end=now, cells=view.shown[:qc.TIMELINE_CELLS + 2], since=view.since)
 
 
 @callback(
