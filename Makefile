@@ -25,11 +25,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-## demo: set up, load the bundled sample into ./warehouse, serve the app on http://$(HOST):$(PORT)
+## demo: set up, load the bundled sample into ./warehouse, train the churn model, serve the app on
+## http://$(HOST):$(PORT) in development mode (no login; a banner on every page says so; see docs/roles.md)
 demo: install
 	$(BIN)/opencem refresh --source $(SAMPLE) --warehouse $(WAREHOUSE)
+	$(BIN)/opencem train --warehouse $(WAREHOUSE)
 	$(BIN)/opencem status --warehouse $(WAREHOUSE)
-	$(BIN)/opencem serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
+	OPENCEM_DEV_MODE=1 $(BIN)/opencem serve --warehouse $(WAREHOUSE) --host $(HOST) --port $(PORT)
 
 ## test: set up with the dev and spark extras and run the whole suite
 test: install-dev
