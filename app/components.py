@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import dash
 import dash_ag_grid as dag
@@ -95,8 +96,10 @@ def create_stat_card(label: str, value: str, *, delta: str | None = None, delta_
     return dmc.Paper(dmc.Stack(children, gap=2), withBorder=True, p="sm", radius="md", **kwargs)
 
 
-def create_asof(as_of: str | None, version: str | None, *, missing: Sequence[str] = ()) -> dmc.Group:
-    """The data's as-of time and version, and the sources that are not loaded (never shown as zero)."""
+def create_asof(as_of: datetime | str | None, version: str | None, *, missing: Sequence[str] = ()) -> dmc.Group:
+    """The data's as-of time (UTC) and version, and the sources that are not loaded (never shown as zero)."""
+    if isinstance(as_of, datetime):
+        as_of = f"{as_of:%Y-%m-%d %H:%M} UTC"
     items = [dmc.Badge(f"data as of {as_of or 'unknown'}", color="indigo", variant="light"),
              dmc.Text(f"warehouse {version or '-'}", size="xs", c="dimmed")]
     if missing:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -60,6 +60,14 @@ def _freshness(db: WarehouseReader) -> pl.DataFrame:
         return pl.DataFrame(schema={"source": pl.String, "is_loaded": pl.Boolean, "as_of": pl.Datetime})
     return db.query("SELECT source, side, is_loaded, n_rows, as_of, last_loaded_at FROM marts.freshness "
                     "ORDER BY source")
+
+
+def data_as_of(db: WarehouseReader) -> tuple[datetime | None, list[str]]:
+    """The latest event time loaded across sources, and the sources not loaded at all."""
+    fresh = freshness(db)
+    if fresh.height == 0:
+        return None, []
+    return fresh["as_of"].max(), fresh.filter(~pl.col("is_loaded"))["source"].to_list()
 
 
 def zones_geojson(db: WarehouseReader, *, zone_id: str | None = None

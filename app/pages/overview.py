@@ -177,10 +177,8 @@ def update_header(period_choice):
     if ctx is None:
         return None, empty
     db, _cfg, version, p = ctx
-    fresh = queries.freshness(db)
-    as_of = fresh["as_of"].max() if fresh.height else None
-    missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
-    asof = create_asof(f"{as_of:%Y-%m-%d %H:%M} UTC" if as_of else None, version, missing=missing)
+    as_of, missing = queries.data_as_of(db)
+    asof = create_asof(as_of, version, missing=missing)
     notices = []
     if missing:
         notices.append(create_notice(

@@ -86,10 +86,8 @@ def update_zone(period_choice, zone_id):
         version = db.version.name
     except NoWarehouse as exc:
         return dmc.Title("Zone", order=2), None, create_empty_state(str(exc), title="No warehouse yet")
-    fresh = queries.freshness(db)
-    as_of = fresh["as_of"].max() if fresh.height else None
-    missing = fresh.filter(~pl.col("is_loaded"))["source"].to_list() if fresh.height else []
-    asof = create_asof(f"{as_of:%Y-%m-%d %H:%M} UTC" if as_of else None, version, missing=missing)
+    as_of, missing = queries.data_as_of(db)
+    asof = create_asof(as_of, version, missing=missing)
     p = queries.period(db, period_choice)
     row = queries.zone_row(db, zone_id, p) if p else None
     if row is None:
