@@ -33,6 +33,12 @@ def _upgrade(key: tuple[str, str, int], data: bytes, encoding: str) -> None:
         _pending.discard(key)
 
 
+def pending() -> int:
+    """How many bundles are still being compressed at the best level."""
+    with _lock:
+        return len(_pending)
+
+
 def _choose(accept: str) -> str | None:
     offered = {part.split(";")[0].strip() for part in accept.split(",")}
     return "br" if "br" in offered else ("gzip" if "gzip" in offered else None)

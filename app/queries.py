@@ -98,8 +98,9 @@ def zone_list(db: WarehouseReader) -> pl.DataFrame:
 
 
 def zone_revenue(db: WarehouseReader, p: Period, *, service: str | None, payment_type: str | None) -> pl.DataFrame:
-    """Revenue per zone over a period, for one service (or all) and one payment type (or both)."""
-    return db.query(
+    """Revenue per zone over a period, for one service (or all) and one payment type (or both); once per
+    version and choice (the filters have few values, and only a refresh changes the answer)."""
+    return db.memo(("zone_revenue", p, service, payment_type), lambda: db.query(
         """
         SELECT zone_id, sum(revenue) AS revenue, sum(usage_revenue) AS usage_revenue,
                sum(fee_revenue) AS fee_revenue, sum(n_events)::DOUBLE AS n_events
@@ -110,7 +111,7 @@ def zone_revenue(db: WarehouseReader, p: Period, *, service: str | None, payment
         GROUP BY zone_id
         """,
         {"start": p.start, "end": p.end, "service": service, "payment": payment_type},
-    )
+    ))
 
 
 def scorecard(db: WarehouseReader, p: Period) -> pl.DataFrame:
@@ -135,7 +136,12 @@ def overview_zones(db: WarehouseReader, p: Period, *, service: str | None, payme
 def headline(db: WarehouseReader, p: Period, *, service: str | None = None,
              payment_type: str | None = None) -> dict[str, float | None]:
     """Revenue (of a service and payment type, or all), subscribers (of the payment type), ARPU per month
-    and network availability over a period."""
+    and network availability over a period; once per version and choice."""
+    return db.memo(("headline", p, service, payment_type), lambda: _headline(db, p, service, payment_type))
+
+
+def _headline(db: WarehouseReader, p: Period, service: str | None, payment_type: str | None
+              ) -> dict[str, float | None]:
     rev = zone_revenue(db, p, service=service, payment_type=payment_type)["revenue"].sum() if db.has_table(
         "marts.zone_daily") else None
     subs = db.query(
