@@ -310,6 +310,7 @@ SELECT r.*, e.days_to_churn,
 FROM {rows} r
 LEFT JOIN ends e ON e.customer_id = r.customer_id AND e.snapshot_date = r.snapshot_date
 LEFT JOIN ended d ON d.customer_id = r.customer_id AND d.snapshot_date = r.snapshot_date
+ORDER BY r.snapshot_date, r.customer_id
 """
 
 

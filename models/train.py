@@ -151,8 +151,13 @@ class ChurnModel:
         return [f.name for f in self.features]
 
     def raw(self, rows: pd.DataFrame) -> np.ndarray:
-        """Log-odds of the pipeline (monotone in the calibrated probability)."""
-        return np.asarray(self.pipeline.decision_function(rows[self.names]), dtype="float64")
+        """Log-odds of the pipeline (monotone in the calibrated probability), computed in cache-sized chunks."""
+        if len(rows) <= 4096 or not isinstance(self.pipeline.named_steps["model"], HistGradientBoostingClassifier):
+            return np.asarray(self.pipeline.decision_function(rows[self.names]), dtype="float64")
+        from models.trees import TreeView
+
+        view = TreeView.of(self)
+        return view.raw(view.matrix(rows, self.names))
 
     def predict(self, rows: pd.DataFrame, days: np.ndarray | float | None = None) -> np.ndarray:
         """Calibrated probability of churn within `days` (default 30) for each row."""
@@ -378,9 +383,12 @@ def leak_warnings(ts: TrainingSet, features: Sequence[Feature], limit: float) ->
 
 
 def unit_importance(model: ChurnModel, rows: pd.DataFrame, y: np.ndarray, *, seed: int, repeats: int = 3,
-                    max_rows: int = 100_000) -> pd.DataFrame:
+                    max_rows: int = 50_000) -> pd.DataFrame:
     """Permutation importance per reason unit on held-out rows: the drop in ROC AUC when the unit's
-    features are shuffled together (every churner kept when rows are sampled)."""
+    features are shuffled together (every churner kept when rows are sampled). Only the trees that read
+    a unit are evaluated again (models/trees.py)."""
+    from models.trees import TreeView
+
     rng = np.random.default_rng(seed)
     y = np.asarray(y).astype(int)
     if len(rows) > max_rows:
@@ -390,19 +398,14 @@ def unit_importance(model: ChurnModel, rows: pd.DataFrame, y: np.ndarray, *, see
         rows = rows.reset_index(drop=True)
     if y.min() == y.max():
         return pd.DataFrame(columns=["reason", "importance", "importance_sd"])
-    base = roc_auc_score(y, model.raw(rows))
-    units: dict[str, list[str]] = {}
-    for f in model.features:
-        units.setdefault(f.reason, []).append(f.name)
+    view = TreeView.of(model)
+    X = view.matrix(rows, model.names)
+    raw = view.raw(X)
+    base = roc_auc_score(y, raw)
     out = []
-    for unit, cols in units.items():
-        drops = []
-        for _ in range(repeats):
-            perm = rng.permutation(len(rows))
-            shuffled = rows.copy()
-            for c in cols:
-                shuffled[c] = rows[c].to_numpy()[perm]
-            drops.append(base - roc_auc_score(y, model.raw(shuffled)))
+    for unit in view.units:
+        drops = [base - roc_auc_score(y, view.permuted_raw(X, raw, unit, rng.permutation(len(rows))))
+                 for _ in range(repeats)]
         out.append({"reason": unit, "importance": float(np.mean(drops)), "importance_sd": float(np.std(drops))})
     return pd.DataFrame(out).sort_values("importance", ascending=False, ignore_index=True)
 
@@ -599,9 +602,9 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                 "split": split.description, "n_train": len(split.train.rows), "n_test": len(split.test_rows),
                 "n_final": out["n_final"], "n_scored": len(scored), "features": list(frame.names),
                 "missing_groups": list(frame.missing_groups), "warnings": list(out["warnings"]), "notes": notes,
-                "base_rate_30d": float(scored["probability"].mean()) if len(scored) else None,
-                "band_medium_from": float(scored.attrs.get("band_medium_from", np.nan)),
-                "band_high_from": float(scored.attrs.get("band_high_from", np.nan)),
+                "base_rate_30d": float(scored.frame["probability"].mean()) if len(scored) else None,
+                "band_medium_from": float(scored.medium_from),
+                "band_high_from": float(scored.high_from),
                 "currency": settings.currency, "data_hash": frame.data_hash, "based_on": wc.based_on,
                 "refit": options.refit,
             }
@@ -631,7 +634,7 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                 warehouse_version=name, based_on=wc.based_on, mode=frame.mode, split=split.description,
                 features=tuple(frame.names), missing_groups=frame.missing_groups, warnings=tuple(out["warnings"]),
                 notes=tuple(notes), metrics=metrics,
-                drivers=tuple(drivers.drop(columns=["model_version"]).to_dict(orient="records")),
+                drivers=tuple(drivers.to_dict(orient="records")),
                 n_train=len(split.train.rows), n_test=len(split.test_rows), n_scored=len(scored),
                 data_as_of=str(frame.data_end), scored_at=scored_at.isoformat(),
                 timings_s={k: round(v, 2) for k, v in timings.items()},
@@ -641,3 +644,44 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
 def title(reason: str) -> str:
     return REASON_TITLES.get(reason, reason)
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m models.train --warehouse DIR [--json]`: the same as `opencem train` (exit 0 published,
+    1 failed), for benchmarks and for use before the CLI wires it."""
+    import argparse
+    import json
+    import sys
+
+    from etl.errors import LockHeld, OpencemError
+    # Run as `python -m models.train`, this file is `__main__`: use the importable module, so that the
+    # pickled model names `models.train.ChurnModel` and loads anywhere.
+    from models.train import TrainOptions, run
+
+    ap = argparse.ArgumentParser(prog="python -m models.train", description=run.__doc__.splitlines()[0])
+    ap.add_argument("--warehouse", default=None, help="warehouse folder (default ./warehouse or OPENCEM_WAREHOUSE)")
+    ap.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    ap.add_argument("--holdout-file", default=None, help="evaluate on the customers of this extract file")
+    ap.add_argument("--mode", default="auto", choices=("auto", "snapshots", "labelled_table"))
+    ap.add_argument("--min-label-days", type=int, default=TrainOptions.min_label_days)
+    ap.add_argument("--threads", type=int, default=TrainOptions.n_threads)
+    args = ap.parse_args(argv)
+    settings = Settings.from_env(warehouse=args.warehouse)
+    options = TrainOptions(mode=args.mode, holdout_file=args.holdout_file, min_label_days=args.min_label_days,
+                           n_threads=args.threads)
+    try:
+        result = run(settings, log=lambda m: print(m, file=sys.stderr, flush=True), options=options)
+    except OpencemError as exc:
+        if args.json:
+            print(json.dumps({"status": "error", "error": type(exc).__name__, "message": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, LockHeld) else 2
+    if args.json:
+        print(json.dumps(result.to_dict(), default=str))
+    else:
+        print(result.describe(), file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

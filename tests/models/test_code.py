@@ -15,7 +15,8 @@ from models.errors import LeakError, ModelError
 from models.evaluate import at_horizon, evaluate, metric_row, top_decile
 from models.experience import ExperienceConfig, KpiScore, build, load_config
 from models.features import Feature, FeatureFrame, guard, resolve_features, single_feature_auc
-from models.score import ReasonWriter, contributions, risk_bands, score_rows
+from models.reasons import ReasonWriter
+from models.score import contributions, contributions_by_perturbation, risk_bands, score_rows
 from models.train import HorizonCalibrator, TrainOptions, fit_model, plan_split
 
 # ------------------------------------------------------------------------------------------ leak guard
@@ -214,23 +215,36 @@ def test_contributions_are_zero_at_the_reference_and_positive_for_bad_drops(smal
     model, _ = small_model
     ref = {k: v for k, v in model.reference.items()}
     rows = pd.DataFrame([ref, {**ref, "drops": ref["drops"] + 4.0}])
-    c = contributions(model, rows)
+    raw, c = contributions(model, rows)
     assert (c.iloc[0] == 0).all()
     assert c.loc[1, "network"] > 0 and c.loc[1, "price"] == 0
+    assert raw[1] - raw[0] == pytest.approx(c.loc[1].sum())
+
+
+def test_tree_by_tree_contributions_equal_the_plain_perturbation(small_model):
+    model, split = small_model
+    rows = split.test_rows.head(300)
+    raw, fast = contributions(model, rows)
+    slow = contributions_by_perturbation(model, rows)
+    assert np.allclose(raw, model.pipeline.decision_function(rows[model.names]), atol=1e-12)
+    assert np.allclose(fast.to_numpy(), slow[fast.columns].to_numpy(), atol=1e-9)
 
 
 def test_score_rows_bands_reasons_and_revenue(small_model):
     model, split = small_model
     rows = split.test_rows.head(200).copy()
-    out = score_rows(model, rows, evidence=pd.DataFrame({"customer_id": []}), settings=Settings(),
-                     model_version="churn-v0001", scored_at=datetime(2026, 10, 29), data_as_of=datetime(2026, 10,
-                                                                                                    28).date())
-    assert len(out) == len(rows) and out["customer_id"].is_unique
-    assert out["probability"].between(0, 1).all()
+    scores = score_rows(model, rows, evidence=None, settings=Settings(), model_version="churn-v0001",
+                        scored_at=datetime(2026, 10, 29), data_as_of=datetime(2026, 10, 28).date())
+    out = scores.frame
+    assert out.height == len(rows) and out["customer_id"].is_unique().all()
+    assert out["probability"].is_between(0, 1).all()
     assert set(out["risk_band"]) <= {"low", "medium", "high"}
-    assert sorted(out["risk_rank"]) == list(range(1, len(out) + 1))
-    top = out.sort_values("probability").iloc[-1]
+    assert sorted(out["risk_rank"]) == list(range(1, out.height + 1))
+    assert scores.high_from == pytest.approx(2 * scores.medium_from)
+    top = out.sort("probability").row(-1, named=True)
     assert top["reason_codes"] and len(top["top_reasons"]) == len(top["reason_codes"])
+    assert top["reasons_text"] == "; ".join(top["top_reasons"])
+    assert top["reason_contributions"] == sorted(top["reason_contributions"], reverse=True)
     assert (out["expected_revenue_at_risk"] <= out["monthly_revenue"] + 1e-9).all()
 
 
@@ -256,6 +270,23 @@ def test_reason_words_cite_the_customers_numbers():
         "no top-up for 21 days (usually every 7)"
     assert w.write("tenure", {"tenure_days": 45}) == "customer for 45 days only"
     assert w.write("promotion", {"days_since_promotion_ended": 1}) == "a promotion ended 1 day ago"
+    assert w.write("price", {"monthly_fee_total": 29.99, "fee_vs_peers": 1.5}) == \
+        "pays 29.99 EUR a month, 50% more than similar customers"
+    assert w.write("outages", {"n_outages_28d": 2, "outage_minutes_28d": 190.4}) == \
+        "lived through 2 outages (190 minutes) in the last 28 days"
+    assert w.write("usage", {"usage_trend_ratio": 0.4, "days_since_last_usage": 1}) == \
+        "usage down 60% in the last 7 days"
+    assert w.write("payment", {"payment_type": "prepaid"}) == "prepaid: no contract holds them"
+
+
+def test_reason_words_for_many_rows_at_once():
+    import polars as pl
+
+    w = ReasonWriter({}, {"drop_rate_pct": 2.0}, "EUR")
+    f = pl.DataFrame({"days_overdue": [45, None, 10], "n_overdue_bills": [1, 0, 3], "owed": [80.0, None, 12.5]})
+    assert w.texts("bills", f).to_list() == ["bill overdue 45 days, 80.00 EUR owed", "bills paid on time",
+                                             "3 bills overdue, the oldest 10 days, 12.50 EUR owed"]
+    assert w.texts("network", pl.DataFrame({"x": [1]})).to_list() == ["no network measurements on the cells they use"]
 
 
 # ------------------------------------------------------------------------------------------ experience
