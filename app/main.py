@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 from pathlib import Path
 
 import dash
@@ -15,7 +16,7 @@ import dash_mantine_components as dmc
 import flask
 from dash import Dash, dcc, html
 
-from app import auth, queries
+from app import auth, figures, queries
 from app.components import create_dev_banner, create_header
 from app.compression import install_compression
 from app.constants import APP_TITLE
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> Dash:
     app.server.extensions["opencem.settings"] = settings
     app.server.add_url_rule("/opencem/zones/<version>.geojson", "zones_geojson", _zones_geojson)
     install_compression(app.server)
+    # Plotly's validators load on first use (about a second): load them now, beside the server starting.
+    threading.Thread(target=figures.warm_up, name="opencem-warm-up", daemon=True).start()
     auth.init_app(app, settings)  # login, the role gate on pages and callbacks, the audit log
     _share_page_callbacks(app)
     app.layout = _shell  # a function: the header shows who is signed in and only the pages they may open

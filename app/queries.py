@@ -145,7 +145,7 @@ def _headline(db: WarehouseReader, p: Period, service: str | None, payment_type:
     rev = zone_revenue(db, p, service=service, payment_type=payment_type)["revenue"].sum() if db.has_table(
         "marts.zone_daily") else None
     subs = db.query(
-        "SELECT count(DISTINCT subscription_id) AS n FROM staging.subscriptions "
+        "SELECT count(*) AS n FROM staging.subscriptions "  # subscription_id is its key
         "WHERE start_date <= $end AND (termination_date IS NULL OR termination_date > $start) "
         "AND ($payment IS NULL OR payment_type = $payment)",
         {"start": p.start, "end": p.end, "payment": payment_type},
