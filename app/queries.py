@@ -176,8 +176,13 @@ def incomplete_zones(db: WarehouseReader, p: Period, *, below: float = 0.95) -> 
 
 
 def zone_row(db: WarehouseReader, zone_id: str, p: Period) -> dict | None:
-    df = db.query("SELECT * FROM marts.zone_scorecard WHERE zone_id = ? AND period = ?", [zone_id, p.name])
-    return df.row(0, named=True) if df.height else None
+    """The zone's scorecard row of the period (from the period's memoised scorecard)."""
+    if not db.has_table("marts.zone_scorecard"):
+        return None
+    df = db.memo(("scorecard_all_rows", p.name), lambda: db.query(
+        "SELECT * FROM marts.zone_scorecard WHERE period = ?", [p.name]))
+    row = df.filter(pl.col("zone_id") == zone_id)
+    return row.row(0, named=True) if row.height else None
 
 
 def zone_revenue_by_service(db: WarehouseReader, zone_id: str, p: Period) -> pl.DataFrame:
@@ -271,15 +276,16 @@ def zone_poor_experience(db: WarehouseReader, zone_id: str, thresholds: dict[str
             op = "<" if KPIS[kpi].better == "higher" else ">"
             conds.append(f"exp_{kpi} {op} {float(thresholds[kpi])!r}")  # fixed names, numbers from settings
     poor = " OR ".join(conds) or "FALSE"
-    df = db.query(
+    by_zone = db.memo(("poor_experience_by_zone", tuple(sorted(thresholds.items()))), lambda: db.query(
         f"""
-        SELECT count(*) AS customers,
+        SELECT home_zone_id, count(*) AS customers,
                count(*) FILTER (WHERE n_events_with_kpi > 0) AS customers_with_kpis,
                count(*) FILTER (WHERE {poor}) AS poor_customers,
                sum(coalesce(usage_revenue_30d, 0) + coalesce(monthly_fee_total, 0)) FILTER (WHERE {poor})
                    AS poor_revenue_month
-        FROM marts.customer_360 WHERE home_zone_id = ? AND n_active_subscriptions > 0
-        """,
-        [zone_id],
-    )
-    return df.row(0, named=True)
+        FROM marts.customer_360 WHERE n_active_subscriptions > 0 GROUP BY home_zone_id
+        """))  # every zone at once, once per version: a zone page then costs no scan of 1M customers
+    row = by_zone.filter(pl.col("home_zone_id") == zone_id)
+    if row.height == 0:
+        return {"customers": 0, "customers_with_kpis": 0, "poor_customers": 0, "poor_revenue_month": None}
+    return row.drop("home_zone_id").row(0, named=True)
