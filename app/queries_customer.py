@@ -24,7 +24,9 @@ import polars as pl
 
 from app.auth import Viewer, mask
 from app.constants import KPIS
+from app.queries import zones_geojson
 from app.warehouse import WarehouseReader
+from etl.transforms.marts_search import PROFILE_COLUMNS
 
 #: The care answer looks this far back from the data's as-of time.
 CARE_WINDOW_HOURS = 72
@@ -97,6 +99,18 @@ def version_and_asof(db: WarehouseReader) -> tuple[str, dt.datetime | None, list
     return version, data_now(db), _memo(db, "missing_sources", missing)
 
 
+def table_columns(db: WarehouseReader, table: str) -> frozenset[str]:
+    """The columns of a table of the live version (once per version; empty when there is no such table)."""
+    def compute() -> frozenset[str]:
+        if not db.has_table(table):
+            return frozenset()
+        schema, _, name = table.partition(".")
+        return frozenset(db.query("SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                                  "AND table_name = ?", [schema, name])["column_name"].to_list())
+
+    return _memo(db, f"columns:{table}", compute)
+
+
 def zone_names(db: WarehouseReader) -> dict[str, str]:
     """Zone id -> zone name (once per version)."""
     return _memo(db, "zone_names", lambda: dict(db.query("SELECT zone_id, zone_name FROM staging.zones").rows()))
@@ -111,6 +125,11 @@ def cell_info(db: WarehouseReader) -> pl.DataFrame:
     return _memo(db, "cell_info", lambda: db.query(
         "SELECT c.cell_id, c.site_id, c.technology, c.band_mhz, c.latitude, c.longitude, c.zone_id, z.zone_name "
         "FROM staging.cells c LEFT JOIN staging.zones z ON z.zone_id = c.zone_id").cast(CELL_INFO_SCHEMA))
+
+
+def zone_outlines(db: WarehouseReader) -> dict:
+    """Every zone's simplified outline as one FeatureCollection (feature id = zone_id), once per version."""
+    return _memo(db, "zone_outlines", lambda: zones_geojson(db)[0])
 
 
 def alarm_table(db: WarehouseReader) -> pl.DataFrame:
@@ -228,14 +247,13 @@ def search_customers(db: WarehouseReader, text: str | None, *, viewer: Viewer | 
                                                     "customer id only (for example CU0000042).")
     if not db.has_table("marts.customer_search"):
         return SearchResult(q, _empty_search(), 0, "The warehouse has no search table yet: run `opencem refresh`.")
-    numbers = ("(SELECT string_agg(m.msisdn, ', ' ORDER BY m.status, m.msisdn) FROM marts.msisdn_lookup m "
-               "WHERE m.customer_id = s.customer_id)")
-    common = ("s.customer_id, s.name, s.segment, s.customer_status, s.home_zone_id, z.zone_name, "
-              "s.n_active_subscriptions, count(*) OVER () AS total")
+    # First the matching customers (a page of them, and how many there are), then their numbers: both
+    # read tables stored in customer order.
+    common = ("s.customer_id, s.name, s.segment, s.customer_status, s.home_zone_id, s.n_active_subscriptions, "
+              "count(*) OVER () AS total")
     if q.kind == "customer_id":
         df = db.query(
-            f"""SELECT {common}, {numbers} AS msisdns, 'customer id' AS matched_on
-            FROM marts.customer_search s LEFT JOIN staging.zones z ON z.zone_id = s.home_zone_id
+            f"""SELECT {common}, 'customer id' AS matched_on FROM marts.customer_search s
             WHERE s.customer_id = $id OR starts_with(s.customer_id, $id)
             ORDER BY s.customer_id <> $id, s.customer_id LIMIT $limit""",
             {"id": q.value, "limit": limit},
@@ -244,34 +262,40 @@ def search_customers(db: WarehouseReader, text: str | None, *, viewer: Viewer | 
         trunk = q.value.lstrip("0") if q.value.startswith("0") else q.value
         df = db.query(
             f"""WITH hits AS (
-                SELECT customer_id, msisdn_digits = $d AS exact, string_agg(msisdn, ', ') AS msisdns
-                FROM marts.msisdn_lookup
+                SELECT customer_id, bool_or(msisdn_digits = $d) AS exact FROM marts.msisdn_lookup
                 WHERE msisdn_digits = $d
                    OR (ends_with(msisdn_digits, $d) AND length(msisdn_digits) - length($d) BETWEEN 1 AND 3)
                    OR (ends_with(msisdn_digits, $t) AND length(msisdn_digits) - length($t) BETWEEN 1 AND 3)
                    OR (ends_with($d, msisdn_digits) AND length($d) - length(msisdn_digits) BETWEEN 1 AND 3
                        AND length(msisdn_digits) >= 6)
-                GROUP BY customer_id, exact)
-            SELECT {common}, h.msisdns, 'number' AS matched_on
+                GROUP BY customer_id)
+            SELECT {common}, 'number' AS matched_on
             FROM hits h JOIN marts.customer_search s ON s.customer_id = h.customer_id
-            LEFT JOIN staging.zones z ON z.zone_id = s.home_zone_id
             ORDER BY h.exact DESC, s.customer_id LIMIT $limit""",
             {"d": q.value, "t": trunk, "limit": limit},
         )
     else:
-        slots = list(q.tokens) + [""] * (MAX_NAME_TOKENS - len(q.tokens))
-        params: dict[str, object] = {f"t{i}": " " + w for i, w in enumerate(slots)}
-        params.update(full=" " + q.value, limit=limit)
-        where = " AND ".join(f"contains(s.name_key, $t{i})" for i in range(MAX_NAME_TOKENS))
+        # Each word must begin a word of the name: ' ' + word within the key (which starts with a space).
+        words: dict[str, object] = {f"w{i}": " " + w for i, w in enumerate(q.tokens)}
+        where = " AND ".join(f"contains(s.name_key, ${k})" for k in words)
         df = db.query(
-            f"""WITH hits AS (SELECT * FROM marts.customer_search s WHERE {where})
-            SELECT {common}, {numbers} AS msisdns, 'name' AS matched_on
-            FROM hits s LEFT JOIN staging.zones z ON z.zone_id = s.home_zone_id
+            f"""SELECT {common}, 'name' AS matched_on FROM marts.customer_search s WHERE {where}
             ORDER BY s.name_key <> $full, s.name, s.customer_id LIMIT $limit""",
-            params,
+            {**words, "full": " " + q.value, "limit": limit},
         )
-    total = int(df["total"][0]) if df.height else 0
-    rows = df.drop("total").select(list(SEARCH_COLUMNS)) if df.height else _empty_search()
+    if df.height == 0:
+        return SearchResult(q, _empty_search(), 0)
+    total = int(df["total"][0])
+    ids = {f"c{i}": c for i, c in enumerate(df["customer_id"].to_list())}
+    numbers = db.query(
+        "SELECT customer_id, string_agg(msisdn, ', ' ORDER BY status, msisdn) AS msisdns FROM marts.msisdn_lookup "
+        f"WHERE customer_id IN ({', '.join('$' + k for k in ids)}) GROUP BY customer_id",
+        ids,
+    )
+    names = zone_names(db)
+    rows = (df.drop("total").join(numbers, on="customer_id", how="left", maintain_order="left")
+            .with_columns(zone_name=pl.col("home_zone_id").replace_strict(names, default=None, return_dtype=pl.String))
+            .select(list(SEARCH_COLUMNS)).cast(SEARCH_COLUMNS))
     note = None if total <= limit else f"Showing the first {limit} of {total:,} matches: type more to narrow it."
     return SearchResult(q, mask(rows, viewer), total, note)
 
@@ -279,33 +303,27 @@ def search_customers(db: WarehouseReader, text: str | None, *, viewer: Viewer | 
 # ------------------------------------------------------------------------------------- the customer
 
 
-#: The customer_360 columns the page shows (a fixed list: the mart has some fifty).
-PROFILE_COLUMNS = (
-    "customer_id", "name", "segment", "customer_status", "created_at", "is_vip", "home_zone_id", "usage_zone_id",
-    "as_of_date", "main_product_offering", "payment_type", "tenure_days", "n_subscriptions",
-    "n_active_subscriptions", "monthly_fee_total", "usage_revenue_30d", "amount_unpaid", "n_unpaid_bills",
-    "n_tickets", "n_open_tickets", "n_network_tickets", "n_outages", "outage_minutes", "main_cell_id",
-    "exp_availability_pct", "exp_accessibility_pct", "exp_drop_rate_pct", "exp_dl_throughput_mbps",
-    "exp_latency_ms",
-)
-
-
 def customer_profile(db: WarehouseReader, customer_id: str, *, viewer: Viewer | None) -> dict | None:
-    """Identity, segment, contact data (masked per role) and the customer_360 summary; None if unknown."""
-    if not db.has_table("marts.customer_360"):
+    """Identity, segment, contact data (masked per role) and the customer_360 summary; None if unknown.
+
+    The summary comes from marts.customer_search (the customer_360 columns the page shows, stored in customer
+    order: one row group read instead of the table), or from customer_360 in a version without it."""
+    table = ("marts.customer_search" if "main_cell_id" in table_columns(db, "marts.customer_search")
+             else "marts.customer_360")
+    if not db.has_table(table):
         return None
-    c360 = db.query(f"SELECT {', '.join(PROFILE_COLUMNS)} FROM marts.customer_360 WHERE customer_id = ?",
-                    [customer_id])  # fixed column names
-    if c360.height == 0:
+    summary = db.query(f"SELECT {', '.join(PROFILE_COLUMNS)} FROM {table} WHERE customer_id = ?",
+                       [customer_id])  # a fixed table and fixed column names
+    if summary.height == 0:
         return None
     contact = db.query("SELECT address, email, birth_date, home_latitude, home_longitude FROM staging.customers "
                        "WHERE customer_id = ?", [customer_id])
-    row = c360.row(0, named=True)
+    row = summary.row(0, named=True)
     names = zone_names(db)
     extra = contact.row(0, named=True) if contact.height else dict.fromkeys(contact.columns)
     df = pl.DataFrame([{**row, **extra, "home_zone_name": names.get(row.get("home_zone_id")),
                         "usage_zone_name": names.get(row.get("usage_zone_id"))}],
-                      schema={**c360.schema, **contact.schema, "home_zone_name": pl.String,
+                      schema={**summary.schema, **contact.schema, "home_zone_name": pl.String,
                               "usage_zone_name": pl.String})
     return mask(df, viewer).row(0, named=True)
 
@@ -323,39 +341,56 @@ def customer_subscriptions(db: WarehouseReader, customer_id: str, *, viewer: Vie
                            promotions: pl.DataFrame | None = None) -> pl.DataFrame:
     """The customer's subscriptions (prepaid and postpaid): number (masked per role), tariff, payment type,
     status, dates, monthly fee, and the largest discount of their promotions in force (`promotions`, as
-    `customer_promotions` returns them)."""
+    `customer_promotions` returns them; `with_discounts` adds it later). Read from marts.msisdn_lookup
+    (stored in customer order)."""
+    table = ("marts.msisdn_lookup" if "monthly_fee" in table_columns(db, "marts.msisdn_lookup")
+             else "staging.subscriptions")
     df = db.query(
         "SELECT subscription_id, msisdn, product_offering, payment_type, status, start_date, termination_date, "
-        "termination_reason, monthly_fee, currency FROM staging.subscriptions WHERE customer_id = ? "
+        f"termination_reason, monthly_fee, currency FROM {table} WHERE customer_id = ? "  # a fixed table name
         "ORDER BY status = 'active' DESC, start_date DESC, subscription_id",
         [customer_id],
     )
-    if promotions is not None and promotions.height:
-        best = (promotions.filter(pl.col("state") == "in force").group_by("subscription_id")
-                .agg(discount_pct=pl.col("discount_pct").max()))
-        df = df.join(best, on="subscription_id", how="left", maintain_order="left")
-    else:
-        df = df.with_columns(discount_pct=pl.lit(None, pl.Float64))
-    return mask(df, viewer)
+    return mask(with_discounts(df, promotions), viewer)
 
 
-def customer_promotions(db: WarehouseReader, customer_id: str, as_of: dt.date | None) -> pl.DataFrame:
-    """Promotions on the customer's subscriptions, with their state on the as-of date and days left."""
+def with_discounts(subscriptions: pl.DataFrame, promotions: pl.DataFrame | None) -> pl.DataFrame:
+    """`discount_pct` on each subscription: the largest discount of its promotions in force (else empty)."""
+    subscriptions = subscriptions.drop("discount_pct", strict=False)
+    if promotions is None or promotions.height == 0:
+        return subscriptions.with_columns(discount_pct=pl.lit(None, pl.Float64))
+    best = (promotions.filter(pl.col("state") == "in force").group_by("subscription_id")
+            .agg(discount_pct=pl.col("discount_pct").max()))
+    return subscriptions.join(best, on="subscription_id", how="left", maintain_order="left")
+
+
+PROMOTION_SCHEMA = {"promotion_id": pl.String, "subscription_id": pl.String, "promotion_type": pl.String,
+                    "discount_pct": pl.Float64, "valid_from": pl.Date, "valid_to": pl.Date, "state": pl.String,
+                    "days_left": pl.Int64}
+
+
+def customer_promotions(db: WarehouseReader, subscription_ids: Sequence[str], as_of: dt.date | None
+                        ) -> pl.DataFrame:
+    """Promotions on the given subscriptions (a customer's), with their state on the as-of date and days
+    left."""
+    if not subscription_ids:
+        return pl.DataFrame(schema=PROMOTION_SCHEMA)
+    subs = {f"s{i}": sid for i, sid in enumerate(subscription_ids)}
     return db.query(
-        """
+        f"""
         SELECT p.promotion_id, p.subscription_id, p.promotion_type, p.discount AS discount_pct, p.valid_from,
                p.valid_to,
                CASE WHEN p.valid_from > $as_of_date THEN 'upcoming'
                     WHEN p.valid_to IS NOT NULL AND p.valid_to < $as_of_date THEN 'ended'
                     ELSE 'in force' END AS state,
-               CASE WHEN p.valid_to IS NOT NULL AND p.valid_to >= $as_of_date THEN date_diff('day', $as_of_date, p.valid_to)
-                    END AS days_left
+               CASE WHEN p.valid_to IS NOT NULL AND p.valid_to >= $as_of_date
+                    THEN date_diff('day', $as_of_date, p.valid_to) END AS days_left
         FROM staging.promotions p
-        WHERE p.subscription_id IN (SELECT subscription_id FROM staging.subscriptions WHERE customer_id = $id)
+        WHERE p.subscription_id IN ({", ".join("$" + k for k in subs)})
         ORDER BY state = 'in force' DESC, p.valid_to NULLS FIRST, p.promotion_id
         """,
-        {"id": customer_id, "as_of_date": as_of},
-    )
+        {**subs, "as_of_date": as_of},
+    ).cast(PROMOTION_SCHEMA)
 
 
 def customer_bills(db: WarehouseReader, customer_id: str) -> pl.DataFrame:
@@ -427,21 +462,24 @@ def customer_hours(db: WarehouseReader, customer_id: str) -> pl.DataFrame:
 
 
 def customer_cells(db: WarehouseReader, customer_id: str, hours: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The cells the customer's usage happens on: over the loaded window (events, share, rank) and over the
-    last loaded days (`hours`, as `customer_hours` returns them), with each cell's site, technology,
-    location and zone. Most used recently first."""
+    """The cells the customer's usage happens on, most used first, with each cell's site, technology,
+    location and zone: their events and share over the last loaded days (`hours`, as `customer_hours`
+    returns them); for a customer with no usage then, over the whole loaded window
+    (marts.subscriber_cell_usage: `n_events`, `share_of_events`)."""
     hours = customer_hours(db, customer_id) if hours is None else hours
-    window = db.query(
-        "SELECT cell_id, n_events, share_of_events, cell_rank, usage_revenue, last_usage_at "
-        "FROM marts.subscriber_cell_usage WHERE customer_id = ?", [customer_id])
-    recent = hours.group_by("cell_id").agg(n_events_recent=pl.col("n_events").sum())
-    df = window.join(recent, on="cell_id", how="full", coalesce=True).with_columns(
-        pl.col("n_events").fill_null(0), pl.col("n_events_recent").fill_null(0),
-        pl.col("share_of_events").fill_null(0.0))
-    total = df["n_events_recent"].sum()
-    df = df.with_columns(share_recent=(pl.col("n_events_recent") / total) if total else pl.lit(0.0))
+    if hours.height:
+        recent = hours.group_by("cell_id").agg(n_events_recent=pl.col("n_events").sum())
+        df = recent.with_columns(share_recent=pl.col("n_events_recent") / pl.col("n_events_recent").sum(),
+                                 n_events=pl.lit(None, pl.Int64), share_of_events=pl.lit(None, pl.Float64))
+    else:
+        df = db.query("SELECT cell_id, n_events, share_of_events FROM marts.subscriber_cell_usage "
+                      "WHERE customer_id = ?", [customer_id]).with_columns(
+            n_events_recent=pl.lit(0, pl.Int64), share_recent=pl.lit(0.0))
+    df = df.select("cell_id", "n_events_recent", "share_recent", "n_events", "share_of_events").cast(
+        {"n_events_recent": pl.Int64, "share_recent": pl.Float64, "n_events": pl.Int64,
+         "share_of_events": pl.Float64})
     df = df.join(cell_info(db), on="cell_id", how="left")
-    return df.sort(["n_events_recent", "n_events", "cell_id"], descending=[True, True, False])
+    return df.sort(["n_events_recent", "n_events", "cell_id"], descending=[True, True, False], nulls_last=True)
 
 
 def where_cells(cells: pl.DataFrame) -> pl.DataFrame:
@@ -494,6 +532,19 @@ def cells_kpi_hourly(db: WarehouseReader, cell_ids: Sequence[str], start: dt.dat
     ).cast(KPI_HOURLY_SCHEMA)
 
 
+def alarm_customer_table(db: WarehouseReader) -> pl.DataFrame:
+    """Every (customer, alarm) pair of marts.alarm_customers with the customer's share on the alarm's cells,
+    in customer order (once per version: filtered per customer in memory)."""
+    def compute() -> pl.DataFrame:
+        if not db.has_table("marts.alarm_customers"):
+            return pl.DataFrame(schema={"customer_id": pl.String, "alarm_id": pl.String,
+                                        "share_on_alarm_cells": pl.Float64})
+        return db.query("SELECT customer_id, alarm_id, share_on_alarm_cells FROM marts.alarm_customers "
+                        "ORDER BY customer_id, alarm_id")
+
+    return _memo(db, "alarm_customers", compute)
+
+
 def customer_alarms(db: WarehouseReader, customer_id: str, cell_ids: Sequence[str],
                     now: dt.datetime) -> pl.DataFrame:
     """Alarms raised by `now` that affected the customer (marts.alarm_customers: the shared majority rule)
@@ -501,8 +552,10 @@ def customer_alarms(db: WarehouseReader, customer_id: str, cell_ids: Sequence[st
     alarms = alarm_table(db)
     if alarms.height == 0:
         return alarms
-    mine = db.query("SELECT alarm_id, share_on_alarm_cells FROM marts.alarm_customers WHERE customer_id = ?",
-                    [customer_id]).with_columns(affects_customer=pl.lit(True))
+    pairs = alarm_customer_table(db)
+    lo = pairs["customer_id"].search_sorted(customer_id, side="left")
+    hi = pairs["customer_id"].search_sorted(customer_id, side="right")
+    mine = pairs.slice(lo, hi - lo).drop("customer_id").with_columns(affects_customer=pl.lit(True))
     hit = (alarm_cell_table(db).filter(pl.col("cell_id").is_in(list(cell_ids))).sort("cell_id")
            .group_by("alarm_id").agg(customer_cells_hit=pl.col("cell_id").str.join(",")))
     ids = set(mine["alarm_id"].to_list()) | set(hit["alarm_id"].to_list())
@@ -869,6 +922,8 @@ class NetworkView:
     shown: tuple[str, ...]
     kpis: pl.DataFrame
     alarms: pl.DataFrame
+    main_cell_id: str | None = None
+    """The customer's main cell over the loaded window (customer_360), for counting who else has it."""
 
 
 def network_view(db: WarehouseReader, customer_id: str, now: dt.datetime, *,
@@ -883,8 +938,11 @@ def network_view(db: WarehouseReader, customer_id: str, now: dt.datetime, *,
     shown = tuple(dict.fromkeys([*where["cell_id"].to_list(), *cells.head(TIMELINE_CELLS)["cell_id"].to_list()]))
     kpis = cells_kpi_hourly(db, shown, timeline_start, now)
     alarms = customer_alarms(db, customer_id, where["cell_id"].to_list(), now)
+    main = (db.query("SELECT main_cell_id FROM marts.customer_search WHERE customer_id = ?", [customer_id])
+            if "main_cell_id" in table_columns(db, "marts.customer_search") else pl.DataFrame())
     return NetworkView(now=now, since=now - dt.timedelta(hours=hours), timeline_start=timeline_start,
-                       hours=usage, cells=cells, where=where, shown=shown, kpis=kpis, alarms=alarms)
+                       hours=usage, cells=cells, where=where, shown=shown, kpis=kpis, alarms=alarms,
+                       main_cell_id=main["main_cell_id"][0] if main.height else None)
 
 
 def care_facts(db: WarehouseReader, customer_id: str, view: NetworkView, thresholds: Mapping[str, float],
@@ -898,8 +956,7 @@ def care_facts(db: WarehouseReader, customer_id: str, view: NetworkView, thresho
                            zone_name=r["zone_name"]) for c, r in info.items())
     mine = view.kpis.filter(pl.col("cell_id").is_in(list(info))) if view.kpis.height else view.kpis
     breaches = cell_breaches(mine, thresholds, since=view.since, until=view.now) if mine.height else []
-    main = view.cells.filter(pl.col("cell_rank") == 1)["cell_id"].to_list() if view.cells.height else []
-    sharers = main_cell_sharers(db, sorted({b.cell_id for b in breaches}), own_main_cell=main[0] if main else None)
+    sharers = main_cell_sharers(db, sorted({b.cell_id for b in breaches}), own_main_cell=view.main_cell_id)
     breaches = [
         BreachFact(**{**b.__dict__, "share": float(info[b.cell_id]["share"] or 0.0),
                       "site_id": info[b.cell_id]["site_id"], "zone_id": info[b.cell_id]["zone_id"],

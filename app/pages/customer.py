@@ -30,7 +30,6 @@ from app.components import (
 )
 from app.constants import KPIS
 from app.context import reader, settings
-from app.queries import zones_geojson
 from app.warehouse import NoWarehouse
 
 #: Roles that may open a customer record (personal data is masked for those not in PERSONAL_DATA_ROLES).
@@ -210,8 +209,9 @@ def load_record(customer_id):
         notices.append(create_notice(
             f"Personal data is hidden for your roles ({viewer.role_label}): names, numbers, addresses and contact "
             f"details show as {MASK}, here and in every export.", color="gray", title="Personal data masked"))
-    promos = qc.customer_promotions(db, customer_id, profile.get("as_of_date"))
-    subs = qc.customer_subscriptions(db, customer_id, viewer=viewer, promotions=promos)
+    subs = qc.customer_subscriptions(db, customer_id, viewer=viewer)
+    promos = qc.customer_promotions(db, subs["subscription_id"].to_list(), profile.get("as_of_date"))
+    subs = qc.with_discounts(subs, promos)
     bills, topups, tickets = (qc.customer_bills(db, customer_id), qc.customer_topups(db, customer_id),
                               qc.customer_tickets(db, customer_id))
     accounts = html.Div([
@@ -313,8 +313,8 @@ def load_network(customer_id):
         return create_care_card(answer), create_empty_state("None of their usage was on our cells.")
     flagged = sorted(qc.problem_cells(facts))
     zone_ids = sorted({z for z in view.cells["zone_id"].to_list() if z})
-    geo, _ = zones_geojson(db)
-    geo = {"type": "FeatureCollection", "features": [f for f in geo["features"] if f["id"] in zone_ids]}
+    geo = {"type": "FeatureCollection",
+           "features": [f for f in qc.zone_outlines(db)["features"] if f["id"] in zone_ids]}
     home = qc.customer_home(db, customer_id, viewer=viewer)
     cells = view.cells.with_columns(share=pl.when(pl.col("share_recent") > 0).then(pl.col("share_recent"))
                                     .otherwise(pl.col("share_of_events")))

@@ -5,7 +5,8 @@ per-row-group min/max statistics let a lookup by `customer_id` read one row grou
 (at a million customers, a few milliseconds instead of a scan of every charging row).
 
 - `marts.customer_search`: one row per customer with a normalised name key (lower case, accents and
-  punctuation folded, every word preceded by a space) so "d'angelo" finds "Ana D'Angelo";
+  punctuation folded, every word preceded by a space) so "d'angelo" finds "Ana D'Angelo", beside the
+  customer_360 summary the page shows;
 - `marts.msisdn_lookup`: one row per subscription with its number as digits only (an international `00`
   prefix dropped), so a number typed in any notation is compared digit by digit;
 - `marts.customer_usage_daily`: usage and charges per customer, day and service over the loaded window;
@@ -50,30 +51,30 @@ def msisdn_digits(msisdn: ir.StringValue) -> ir.StringValue:
     return ibis.ifelse(digits.startswith("00"), digits.substr(2), digits)
 
 
+#: The customer_360 columns the customer page shows, kept beside the search keys so that the page reads one
+#: row of a table stored in customer order (customer_360 itself has some fifty columns, in no order).
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "customer_id", "name", "segment", "customer_status", "created_at", "is_vip", "home_zone_id", "usage_zone_id",
+    "as_of_date", "main_product_offering", "payment_type", "tenure_days", "n_subscriptions",
+    "n_active_subscriptions", "monthly_fee_total", "usage_revenue_30d", "amount_unpaid", "n_unpaid_bills",
+    "n_tickets", "n_open_tickets", "n_network_tickets", "n_outages", "outage_minutes", "main_cell_id",
+    "exp_availability_pct", "exp_accessibility_pct", "exp_drop_rate_pct", "exp_dl_throughput_mbps",
+    "exp_latency_ms",
+)
+
+
 @model(
     "marts.customer_search",
     grain="one row per customer",
     key=("customer_id",),
-    depends_on=("staging.customers", "staging.subscriptions"),
+    depends_on=("marts.customer_360",),
 )
 def customer_search(tables: Tables) -> ir.Table:
-    """One row per customer: name and its search key, segment, status, home zone, and how many
-    subscriptions they hold (all, and active ones); stored in customer_id order."""
-    cust, subs = tables["staging.customers"], tables["staging.subscriptions"]
-    counts = subs.group_by("customer_id").aggregate(
-        n_subscriptions=subs.count(),
-        n_active_subscriptions=count_if(subs, subs.status == "active"),
-    )
-    out = cust.select(
-        "customer_id", "name", "segment", "home_zone_id",
-        customer_status=cust.status, name_key=name_key(cust.name.fill_null("")),
-    ).left_join(counts, "customer_id")
-    out = out.drop(*[c for c in out.columns if c.endswith("_right")])
-    out = out.mutate(
-        n_subscriptions=out.n_subscriptions.fill_null(0),
-        n_active_subscriptions=out.n_active_subscriptions.fill_null(0),
-    )
-    return out.order_by("customer_id")
+    """One row per customer: the name's search key beside the customer_360 summary the customer page shows
+    (PROFILE_COLUMNS: segment, status, home zone, subscriptions, fees, tickets, experience ...); stored in
+    customer_id order."""
+    c360 = tables["marts.customer_360"]
+    return c360.select(*PROFILE_COLUMNS, name_key=name_key(c360.name.fill_null(""))).order_by("customer_id")
 
 
 @model(
@@ -83,11 +84,12 @@ def customer_search(tables: Tables) -> ir.Table:
     depends_on=("staging.subscriptions",),
 )
 def msisdn_lookup(tables: Tables) -> ir.Table:
-    """One row per subscription: its customer, number as landed and as digits, status, payment type and
-    tariff; stored in customer_id order."""
+    """One row per subscription: its customer, number as landed and as digits, tariff, payment type,
+    status, dates, monthly fee; stored in customer_id order (the customer page's list of subscriptions)."""
     subs = tables["staging.subscriptions"]
     return subs.select(
-        "subscription_id", "customer_id", "msisdn", "status", "payment_type", "product_offering",
+        "subscription_id", "customer_id", "msisdn", "product_offering", "payment_type", "status", "start_date",
+        "termination_date", "termination_reason", "monthly_fee", "currency",
         msisdn_digits=msisdn_digits(subs.msisdn),
     ).order_by(["customer_id", "subscription_id"])
 
