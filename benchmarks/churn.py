@@ -52,7 +52,7 @@ with threadpool_limits(limits=threads):
                             model_version=manifest["model_version"], scored_at=utcnow())
     t["predict_and_explain"] = time.perf_counter() - s
 t["total"] = time.perf_counter() - t0
-print(json.dumps({"timings_s": t, "n_scored": len(scores), "with_reasons": int((scores["reason_codes"].map(len) > 0).sum())}))
+print(json.dumps({"timings_s": t, "n_scored": len(scores), "with_reasons": int((scores.frame["reason_codes"].list.len() > 0).sum())}))
 """
 
 
