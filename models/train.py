@@ -576,11 +576,13 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                              "first")
         with wh.working_copy() as wc:
             con = wc.con
+            timings["copy"] = time.perf_counter() - t0
+            t_features = time.perf_counter()
             try:
                 frame = load_frame(con, mode=options.mode, features=options.features)
                 log(f"features: {len(frame.features)} in use from {len(frame.rows):,} customer-snapshots "
                     f"({frame.mode}); missing groups: {', '.join(frame.missing_groups) or 'none'}")
-                timings["features"] = time.perf_counter() - t0
+                timings["features"] = time.perf_counter() - t_features
                 holdout = holdout_customer_ids(con, options.holdout_file) if options.holdout_file else None
                 out = train_frame(frame, options, holdout_ids=holdout, log=log)
             except ModelError as exc:
