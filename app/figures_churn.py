@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 import polars as pl
 
@@ -41,7 +43,7 @@ def risk_histogram(df: pl.DataFrame, *, medium_from: float | None, high_from: fl
             hovertemplate="%{customdata[0]:.1f}-%{customdata[1]:.1f}%: %{y:,} customers<extra>" + band + "</extra>",
         ))
     for edge, label, where in ((medium_from, "medium from", "top left"), (high_from, "high from", "top right")):
-        if edge is not None and edge == edge:
+        if edge is not None and not math.isnan(edge):
             fig.add_vline(x=edge * 100, line_dash="dot", line_color="#495057",
                           annotation_text=f"{label} {edge * 100:.1f}%", annotation_position=where)
     fig.update_layout(barmode="stack", bargap=0)

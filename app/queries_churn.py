@@ -41,8 +41,8 @@ def data_end(db: WarehouseReader) -> date | None:
 
 
 def _where(band: str | None, segment: str | None, payment_type: str | None) -> tuple[str, dict[str, Any]]:
-    return ("($band IS NULL OR risk_band = $band) AND ($segment IS NULL OR segment = $segment) AND "
-            "($payment IS NULL OR payment_type = $payment)",
+    return (("($band IS NULL OR risk_band = $band) AND ($segment IS NULL OR segment = $segment) AND "
+            "($payment IS NULL OR payment_type = $payment)"),
             {"band": band, "segment": segment, "payment": payment_type})
 
 

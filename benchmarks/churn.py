@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, ROOT, ensure_generated, opencem, run, table  # noqa: E402
+from common import DATA, ROOT, ensure_generated, opencem, run, table
 
 RESULTS = ROOT / "benchmarks" / "results"
 TARGETS = {"train_s": 180.0, "score_s": 30.0, "peak_rss_mb": 6 * 1024}

@@ -5,13 +5,14 @@ Rendered in Markdown from the manifest the registry signs, so the card and the a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from models.features import GROUPS
 
 
 def _fmt(v: Any, spec: str = ".3f") -> str:
-    if v is None or (isinstance(v, float) and v != v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     try:
         return format(v, spec)
@@ -37,37 +38,37 @@ def render(manifest: dict[str, Any]) -> str:
         "",
         "## What it is for",
         "",
-        "The probability that a customer with an active line terminates a subscription within the next "
+        ("The probability that a customer with an active line terminates a subscription within the next "
         f"{m.get('horizon_days', 30)} days, with the reasons that raise it, so that marketing and care can "
         "reach the customers at risk first. It ranks and explains; it does not decide anything about a "
-        "customer on its own.",
+        "customer on its own."),
         "",
         "## Model",
         "",
-        "- scikit-learn Pipeline: column preparation (ordinal codes for categories, values as they are) and a "
+        ("- scikit-learn Pipeline: column preparation (ordinal codes for categories, values as they are) and a "
         "HistGradientBoostingClassifier with monotone priors (more drops, tickets, outages or overdue bills "
-        "never lower the risk, all else equal)",
-        f"- probabilities calibrated on held-back scores: P(churn within d days) = 1 - exp(-exp(a s + b) d / 30) "
+        "never lower the risk, all else equal)"),
+        (f"- probabilities calibrated on held-back scores: P(churn within d days) = 1 - exp(-exp(a s + b) d / 30) "
         f"of the log-odds s (a = {_fmt(m.get('calibrator', {}).get('a'))}, "
-        f"b = {_fmt(m.get('calibrator', {}).get('b'))})",
+        f"b = {_fmt(m.get('calibrator', {}).get('b'))})"),
         "- baseline reported beside it: logistic regression on imputed, log-scaled, standardised features",
-        "- reasons: per customer, the change in log-odds when a group of features is set to its typical value; "
-        "the groups that raise the risk most are written with the customer's own numbers",
+        ("- reasons: per customer, the change in log-odds when a group of features is set to its typical value; "
+        "the groups that raise the risk most are written with the customer's own numbers"),
         f"- created {m.get('created_at')}, scikit-learn {m.get('sklearn_version')}; packages: "
         + ", ".join(f"{k} {v}" for k, v in sorted(m.get("packages", {}).items())),
         f"- artifact sha256 `{m.get('artifact_sha256', '-')}`",
         "",
         "## Data",
         "",
-        f"- warehouse version {m.get('warehouse_version')} (built from {m.get('based_on')}), data as of "
-        f"{m.get('data_as_of')}, data hash `{m.get('data_hash')}`",
+        (f"- warehouse version {m.get('warehouse_version')} (built from {m.get('based_on')}), data as of "
+        f"{m.get('data_as_of')}, data hash `{m.get('data_hash')}`"),
         f"- shape of the data: {m.get('mode')}",
         f"- sources loaded: {', '.join(m.get('loaded_sources', [])) or 'none'}",
         "- feature groups missing (sources not loaded): " + (", ".join(
             f"{x} ({', '.join(GROUPS[x].sources)})" for x in m.get("missing_groups", []) if x in GROUPS) or "none"),
         f"- evaluation: {m.get('split')}",
-        f"- rows: {m.get('n_train', 0):,} to learn from, {m.get('n_test', 0):,} held out, "
-        f"{m.get('n_final', 0):,} in the final fit; {m.get('n_scored', 0):,} customers scored",
+        (f"- rows: {m.get('n_train', 0):,} to learn from, {m.get('n_test', 0):,} held out, "
+        f"{m.get('n_final', 0):,} in the final fit; {m.get('n_scored', 0):,} customers scored"),
         "",
         "## Quality on held-out data",
         "",
@@ -100,8 +101,8 @@ def render(manifest: dict[str, Any]) -> str:
                  _fmt(m.get("reference", {}).get(f["name"]), ".4g"), f["description"]]
                 for f in m.get("features", [])]),
         "",
-        "Outcome columns are refused as features by a leak guard; counts over the lookback are scaled to 28 "
-        "days when a snapshot had less history loaded.",
+        ("Outcome columns are refused as features by a leak guard; counts over the lookback are scaled to 28 "
+        "days when a snapshot had less history loaded."),
         "",
         "## Warnings and notes",
         "",
@@ -112,10 +113,10 @@ def render(manifest: dict[str, Any]) -> str:
         "",
         "## Limits",
         "",
-        "- The label is the termination of any of the customer's lines; a customer who moves a line to "
-        "another of their own offerings counts as churn when the extract records a termination.",
-        "- Held-out outcomes observed for fewer than 30 days make the Brier score and the reliability curve "
-        "rest on few churners; read them with the row counts above.",
+        ("- The label is the termination of any of the customer's lines; a customer who moves a line to "
+        "another of their own offerings counts as churn when the extract records a termination."),
+        ("- Held-out outcomes observed for fewer than 30 days make the Brier score and the reliability curve "
+        "rest on few churners; read them with the row counts above."),
         "- Bills carry no payment dates: overdue bills before a snapshot are those still unpaid in the extract.",
         "",
     ]

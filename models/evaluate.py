@@ -80,13 +80,13 @@ def curves(y: np.ndarray, p30: np.ndarray, p_obs: np.ndarray) -> pd.DataFrame:
     if len(y):
         order = np.argsort(-np.asarray(p30), kind="stable")
         deciles = np.array_split(order, 10)
-        base = y.mean() if y.mean() > 0 else np.nan
+        base = y.mean() if y.mean() > 0 else None
         cum = 0
         for i, idx in enumerate(deciles, start=1):
             if not len(idx):
                 continue
             cum += int(y[idx].sum())
-            rows.append({"curve": "lift", "x": float(i), "y": float(y[idx].mean() / base) if base == base else None,
+            rows.append({"curve": "lift", "x": float(i), "y": float(y[idx].mean() / base) if base else None,
                          "n": len(idx), "threshold": float(np.min(p30[idx]))})
             rows.append({"curve": "gains", "x": float(i) / 10,
                          "y": cum / y.sum() if y.sum() else None, "n": len(idx)})

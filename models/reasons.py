@@ -109,7 +109,7 @@ class ReasonWriter:
             if dc in f.columns and cc in f.columns:
                 days[:, k] = f[dc].cast(pl.Float64).fill_null(0).to_numpy()
                 cells[:, k] = f[cc].cast(pl.String).to_numpy()
-        valid = (days > 0) & (cells != None)  # noqa: E711  (element-wise on an object array)
+        valid = (days > 0) & (cells != None)
         d = np.where(valid, days, -1.0)
         best = d.argmax(axis=1)
         has = d.max(axis=1) > 0

@@ -38,7 +38,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 
 from etl.config import Settings
 from models.errors import ModelError
-from models.evaluate import HORIZON_DAYS, Evaluation, at_horizon, evaluate
+from models.evaluate import HORIZON_DAYS, Evaluation, evaluate
 from models.features import GROUPS, REASON_TITLES, Feature, FeatureFrame, guard, single_feature_auc
 
 Log = Callable[[str], None]
@@ -220,7 +220,7 @@ def reference_values(rows: pd.DataFrame, features: Sequence[Feature]) -> dict[st
 def _groups_split(ids: pd.Series, fraction: float, seed: int) -> np.ndarray:
     """A stable pseudo-random choice of `fraction` of the customers (True = chosen), by hashing the id."""
     h = pd.util.hash_pandas_object(ids.astype(str) + f"#{seed}", index=False).to_numpy()
-    return (h % 10_000) < int(round(fraction * 10_000))
+    return (h % 10_000) < round(fraction * 10_000)
 
 
 def fit_model(rows: pd.DataFrame, y: np.ndarray, days: np.ndarray, weight: np.ndarray,
@@ -461,13 +461,13 @@ class TrainResult:
             return "-" if v is None else format(v, spec)
 
         lines = [
-            f"published {self.warehouse_version} (from {self.based_on}) with model {self.model_version}: "
-            f"{self.n_scored:,} active customers scored, data as of {self.data_as_of}",
+            (f"published {self.warehouse_version} (from {self.based_on}) with model {self.model_version}: "
+            f"{self.n_scored:,} active customers scored, data as of {self.data_as_of}"),
             f"mode: {self.mode}; {self.split}",
-            f"held-out ({self.n_test:,} rows): ROC AUC {f(g.get('roc_auc'))} (logistic baseline "
+            (f"held-out ({self.n_test:,} rows): ROC AUC {f(g.get('roc_auc'))} (logistic baseline "
             f"{f(b.get('roc_auc'))}), PR AUC {f(g.get('pr_auc'))} ({f(b.get('pr_auc'))}), top-decile lift "
             f"{f(g.get('lift_top_decile'), '.2f')} and recall {f(g.get('recall_top_decile'), '.1%')}, "
-            f"Brier {f(g.get('brier'), '.4f')} ({f(b.get('brier'), '.4f')})",
+            f"Brier {f(g.get('brier'), '.4f')} ({f(b.get('brier'), '.4f')})"),
             "drivers: " + ", ".join(f"{d['title']} ({d['importance']:+.3f})" for d in self.drivers[:6]),
         ]
         if self.missing_groups:
@@ -664,6 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
     from etl.errors import LockHeld, OpencemError
+
     # Run as `python -m models.train`, this file is `__main__`: use the importable module, so that the
     # pickled model names `models.train.ChurnModel` and loads anywhere.
     from models.train import TrainOptions, run

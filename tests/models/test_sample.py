@@ -95,7 +95,7 @@ def test_metrics_per_segment_and_payment_type_and_curves(trained_con):
 def test_registry_artifact_manifest_and_card(trained_sample):
     root, result = trained_sample
     registry = Registry.for_warehouse(root)
-    model, manifest = registry.load(result["model_version"])
+    _model, manifest = registry.load(result["model_version"])
     assert manifest["data_hash"] and manifest["data_as_of"] == result["data_as_of"]
     assert {"scikit-learn", "numpy", "pandas", "duckdb"} <= set(manifest["packages"])
     assert [f["name"] for f in manifest["features"]] == list(result["features"])
