@@ -351,3 +351,14 @@ def test_experience_config_errors_name_the_file_and_key(tmp_path, text, message)
 def test_experience_defaults_without_a_file(tmp_path):
     assert load_config(tmp_path) == ExperienceConfig()
     assert KpiScore("latency_ms", "Latency", "ms", 1, 150, 30).sentence().startswith("Latency: 0 at 150 ms")
+
+
+def test_a_feature_that_gives_the_answer_away_is_reported():
+    from models.train import TrainingSet, leak_warnings
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(500) < 0.1).astype(int)
+    rows = pd.DataFrame({"drops": rng.random(500), "fee": y * 10.0 + rng.random(500)})
+    ts = TrainingSet(rows=rows, y=y, days=np.full(500, 30.0), weight=np.ones(500), description="")
+    warnings = leak_warnings(ts, FEATS[:2], 0.95)
+    assert len(warnings) == 1 and warnings[0].startswith("possible leak: fee alone separates churners")

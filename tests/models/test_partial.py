@@ -96,3 +96,34 @@ def test_a_holdout_file_that_matches_nothing_is_a_clear_error(trained_sample, tm
                  options=TrainOptions(holdout_file="no-such-file.csv"))
     assert not result.ok and "no customer was loaded from a file named no-such-file.csv" in result.message
     assert (copy / "CURRENT").read_text() == (root / "CURRENT").read_text()  # nothing published
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SAMPLE / "truth.json").exists(), reason="data/sample is not there")
+def test_scores_carry_over_a_refresh_and_say_they_are_older_than_the_data(tmp_path):
+    """Train on all but the last day; a refresh with the last day keeps the scores, which the page flags."""
+    from app import queries_churn
+    from app.warehouse import WarehouseReader
+
+    last = sorted(f.name for f in SAMPLE.iterdir() if f.name.startswith("charging_"))[-1].split("_")[1][:8]
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in SAMPLE.iterdir():
+        if f"_{last}." not in f.name:
+            (src / f.name).symlink_to(f)
+    wh = tmp_path / "wh"
+    settings = Settings(warehouse_dir=wh)
+    assert refresh(settings, source=src, log=lambda _m: None).ok
+    result = run(settings, log=lambda _m: None, options=TrainOptions(refit=False))
+    assert result.ok, result.describe()
+    for f in SAMPLE.iterdir():
+        if f"_{last}." in f.name:
+            (src / f.name).symlink_to(f)
+    assert refresh(settings, source=src, log=lambda _m: None).ok
+    reader = WarehouseReader(wh)
+    try:
+        run_row = queries_churn.latest_run(reader)
+        assert run_row["model_version"] == result.model_version  # the tables carried over
+        assert queries_churn.data_end(reader) > run_row["data_as_of"]  # and the page can tell they are older
+    finally:
+        reader.close()
