@@ -158,8 +158,8 @@ TICKET_COLUMNS = [("ticket_id", "Ticket", None), ("created_at", "Opened", None),
                   ("outcome", "Outcome", None), ("resolved_at", "Resolved", None),
                   ("hours_to_resolve", "Hours to resolve", ".1f")]
 CELL_COLUMNS = [("cell_id", "Cell", None), ("site_id", "Site", None), ("technology", "Tech", None),
-                ("zone_name", "Zone", None), ("share_recent", "Share, 7 days", ".0%"),
-                ("share_of_events", "Share, all loaded", ".0%"), ("n_events", "Events", ",.0f")]
+                ("zone_name", "Zone", None), ("share_recent", "Share of their events, 7 days", ".0%"),
+                ("n_events_recent", "Events, 7 days", ",.0f")]
 
 
 def _grid_or_empty(grid_id: str, columns, df: pl.DataFrame, *, row_id: str, file_name: str, empty: str,
