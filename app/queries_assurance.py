@@ -371,7 +371,7 @@ def enrich_customers(db: WarehouseReader, impact: pl.DataFrame) -> pl.DataFrame:
     if has_churn_scores(db):
         churn = db.query(
             "SELECT customer_id, probability AS churn_probability, risk_band AS churn_risk, "
-            "CAST(reasons AS VARCHAR) AS churn_reasons FROM models.churn_scores "
+            "reasons_text AS churn_reasons FROM models.churn_scores "
             "WHERE list_contains($ids, customer_id)", {"ids": ids})
     else:
         churn = pl.DataFrame(schema={"customer_id": pl.String, "churn_probability": pl.Float64,
