@@ -53,23 +53,25 @@ def risk_histogram(df: pl.DataFrame, *, medium_from: float | None, high_from: fl
 
 
 def drivers_bar(df: pl.DataFrame, *, height: int = 300) -> go.Figure:
-    """Drivers ranked by held-out importance (ROC AUC lost when shuffled), coloured by BSS or OSS side."""
-    d = df.sort("importance")
+    """Drivers ranked by how much they raise the customers' risk on average (mean rise in log-odds over a
+    typical customer), coloured by BSS or OSS side; held-out importance and reach on hover."""
+    d = df.sort("mean_rise")
     fig = go.Figure()
     for side in ("BSS", "OSS"):
         part = d.filter(pl.col("side") == side)
         if part.height == 0:
             continue
         fig.add_trace(go.Bar(
-            x=part["importance"].to_list(), y=part["title"].to_list(), orientation="h", name=side,
+            x=part["mean_rise"].to_list(), y=part["title"].to_list(), orientation="h", name=side,
             marker={"color": SIDE_COLOURS[side]},
-            error_x={"type": "data", "array": part["importance_sd"].to_list(), "thickness": 1, "width": 3},
-            customdata=list(zip((part["share_first_reason"] * 100).to_list(), part["features"].to_list())),
-            hovertemplate="<b>%{y}</b><br>ROC AUC lost when shuffled: %{x:.3f}<br>first reason for "
-                          "%{customdata[0]:.1f}% of customers<br>%{customdata[1]}<extra>" + side + "</extra>",
+            customdata=list(zip(part["importance"].to_list(), (part["share_first_reason"] * 100).to_list(),
+                                part["features"].to_list())),
+            hovertemplate="<b>%{y}</b><br>mean rise in log-odds: %{x:.3f}<br>held-out ROC AUC lost when "
+                          "shuffled: %{customdata[0]:.3f}<br>first reason for %{customdata[1]:.1f}% of "
+                          "customers<br>%{customdata[2]}<extra>" + side + "</extra>",
         ))
     fig.update_yaxes(categoryorder="array", categoryarray=d["title"].to_list())
-    fig.update_xaxes(title="ROC AUC lost when the driver is shuffled (held-out data)")
+    fig.update_xaxes(title="mean rise in the log-odds of churning, over a typical customer")
     return _layout(fig, height=height)
 
 

@@ -96,8 +96,8 @@ def at_risk(db: WarehouseReader, *, band: str | None = None, segment: str | None
 def drivers(db: WarehouseReader) -> pl.DataFrame:
     if not db.has_table("models.churn_drivers"):
         return pl.DataFrame()
-    return db.query("SELECT rank, reason, title, side, features, importance, importance_sd, share_first_reason, "
-                    "share_any_reason FROM models.churn_drivers ORDER BY rank")
+    return db.query("SELECT rank, reason, title, side, features, mean_rise, mean_abs_contribution, importance, "
+                    "importance_sd, share_first_reason, share_any_reason FROM models.churn_drivers ORDER BY rank")
 
 
 def metrics(db: WarehouseReader) -> pl.DataFrame:

@@ -10,14 +10,15 @@ The tables written (schema `models` of the version being published):
 
 - `churn_scores`: one row per active customer at the scoring date (see `SCORE_COLUMNS`)
 - `churn_metrics`, `churn_curves`: held-out evaluation of the model and of the logistic baseline
-- `churn_drivers`: reason units ranked by held-out permutation importance
+- `churn_drivers`: reason units ranked by how much they raise risk on average, with held-out
+  permutation importance beside
 - `churn_runs`: one row per training run (kept across runs), with the split, warnings and band edges
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -186,6 +187,10 @@ class Scores:
     frame: pl.DataFrame
     medium_from: float
     high_from: float
+    mean_rise: dict[str, float] = field(default_factory=dict)
+    """Per reason unit: the mean over customers of how much it raises their log-odds above typical."""
+    mean_abs: dict[str, float] = field(default_factory=dict)
+    """Per reason unit: the mean absolute change in log-odds it makes (up or down)."""
 
     def __len__(self) -> int:
         return self.frame.height
@@ -256,7 +261,9 @@ def score_rows(model, rows: pd.DataFrame, *, evidence: pl.DataFrame | None, sett
                model_version=pl.lit(model_version), scored_at=pl.lit(scored_at), data_as_of=pl.lit(data_as_of))
            .with_columns(reasons_text=pl.col("top_reasons").list.join("; "))
            .select(SCORE_COLUMNS))
-    return Scores(frame=out, medium_from=medium, high_from=high)
+    rise = {u: float(v) for u, v in contrib.clip(lower=0).mean().items()} if n else {}
+    size = {u: float(v) for u, v in contrib.abs().mean().items()} if n else {}
+    return Scores(frame=out, medium_from=medium, high_from=high, mean_rise=rise, mean_abs=size)
 
 
 def score_snapshot(con: duckdb.DuckDBPyConnection, model, frame: FeatureFrame, *, settings: Settings,
@@ -273,7 +280,8 @@ def score_snapshot(con: duckdb.DuckDBPyConnection, model, frame: FeatureFrame, *
 
 
 def drivers_table(importance: pd.DataFrame, scores: Scores, *, model) -> pd.DataFrame:
-    """Reason units ranked by held-out importance, with their side, features and how often they lead."""
+    """Reason units ranked by how much they raise the customers' risk on average (from the model), with
+    their held-out permutation importance, their side and features, and how often they lead the reasons."""
     units = units_of(model)
     side = {f.reason: GROUPS[f.group].side if f.group in GROUPS else "BSS" for f in model.features}
     n = max(len(scores), 1)
@@ -286,12 +294,14 @@ def drivers_table(importance: pd.DataFrame, scores: Scores, *, model) -> pd.Data
         rows.append({
             "reason": unit, "title": REASON_TITLES.get(unit, unit), "side": side.get(unit, "BSS"),
             "features": ", ".join(cols),
+            "mean_rise": scores.mean_rise.get(unit, 0.0),
+            "mean_abs_contribution": scores.mean_abs.get(unit, 0.0),
             "importance": float(imp.get(unit, {}).get("importance", 0.0)),
             "importance_sd": float(imp.get(unit, {}).get("importance_sd", 0.0)),
             "share_first_reason": float(first.get(unit, 0)) / n,
             "share_any_reason": float(anywhere.get(unit, 0)) / n,
         })
-    out = pd.DataFrame(rows).sort_values(["importance", "share_any_reason"], ascending=False, ignore_index=True)
+    out = pd.DataFrame(rows).sort_values(["mean_rise", "importance"], ascending=False, ignore_index=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out
 

@@ -468,7 +468,8 @@ class TrainResult:
             f"{f(b.get('roc_auc'))}), PR AUC {f(g.get('pr_auc'))} ({f(b.get('pr_auc'))}), top-decile lift "
             f"{f(g.get('lift_top_decile'), '.2f')} and recall {f(g.get('recall_top_decile'), '.1%')}, "
             f"Brier {f(g.get('brier'), '.4f')} ({f(b.get('brier'), '.4f')})"),
-            "drivers: " + ", ".join(f"{d['title']} ({d['importance']:+.3f})" for d in self.drivers[:6]),
+            "drivers (mean rise in log-odds; held-out ROC AUC lost when shuffled): " + ", ".join(
+                f"{d['title']} ({d['mean_rise']:.3f}; {d['importance']:+.3f})" for d in self.drivers[:6]),
         ]
         if self.missing_groups:
             lines.append("feature groups missing (their sources are not loaded): " + ", ".join(

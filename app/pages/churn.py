@@ -61,8 +61,8 @@ def layout(**kwargs) -> html.Div:
             create_section("Risk distribution", create_graph("churn-histogram"),
                            description="Customers by their probability of churning within 30 days."),
             create_section("Main drivers", create_graph("churn-drivers"),
-                           description="What the model leans on, measured on held-out data; blue: BSS, "
-                                       "green: network (OSS)."),
+                           description="How much each raises the customers' risk above a typical customer's, "
+                                       "on average (from the model); blue: BSS, green: network (OSS)."),
         ], cols=2, spacing="lg"),
         create_section("Customers at risk", html.Div(id="churn-grid-box"),
                        description="Highest probability first, with their monthly revenue and the reasons the "

@@ -28,9 +28,9 @@ def test_risk_histogram_without_band_edges():
     assert len(fig.data) == 1 and not fig.layout.shapes
 
 
-def test_drivers_bar_colours_by_side_and_orders_by_importance():
+def test_drivers_bar_colours_by_side_and_orders_by_mean_rise():
     df = pl.DataFrame({"title": ["price paid", "network experience", "tickets"], "side": ["BSS", "OSS", "BSS"],
-                       "importance": [0.2, 0.05, 0.01], "importance_sd": [0.01, 0.01, 0.0],
+                       "mean_rise": [0.4, 0.1, 0.01], "importance": [0.2, 0.05, 0.01], "importance_sd": [0.01, 0.01, 0.0],
                        "share_first_reason": [0.4, 0.1, 0.0], "features": ["fee", "exp_drop_rate_pct", "n"]})
     fig = fc.drivers_bar(df)
     by_side = {t.name: t for t in fig.data}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 
 from etl.config import Settings
@@ -50,7 +51,9 @@ def test_the_planted_network_driver_is_among_the_top_drivers(trained_sample):
     top = [d["reason"] for d in result["drivers"][:3]]
     assert "network" in top, result["drivers"]
     net = next(d for d in result["drivers"] if d["reason"] == "network")
-    assert net["side"] == "OSS" and net["importance"] > 0
+    assert net["side"] == "OSS" and net["mean_rise"] > 0 and net["importance"] > 0
+    assert [d["mean_rise"] for d in result["drivers"]] == sorted((d["mean_rise"] for d in result["drivers"]),
+                                                                 reverse=True)
 
 
 def test_one_score_per_active_customer_in_zero_one(trained_con, trained_sample):
@@ -126,7 +129,7 @@ def test_experience_index_per_customer_and_zone(trained_con):
 
 def test_evidence_cites_cells_above_the_threshold(trained_con):
     ev = load_evidence(trained_con, pd.Timestamp("2026-10-29").date(), Settings().kpi_thresholds)
-    row = ev[ev["drop_days"] > 0].iloc[0]
+    row = ev.filter(pl.col("drop_days") > 0).row(0, named=True)
     days = trained_con.execute(
         "SELECT count(*) FROM marts.cell_kpi_daily WHERE cell_id = ? AND drop_rate_pct > 2 AND date >= "
         "DATE '2026-10-01' AND date < DATE '2026-10-29'", [row["drop_cell"]]).fetchall()[0][0]
