@@ -105,7 +105,7 @@ def test_scores_carry_over_a_refresh_and_say_they_are_older_than_the_data(tmp_pa
     from app import queries_churn
     from app.warehouse import WarehouseReader
 
-    last = sorted(f.name for f in SAMPLE.iterdir() if f.name.startswith("charging_"))[-1].split("_")[1][:8]
+    last = max(f.name for f in SAMPLE.iterdir() if f.name.startswith("charging_")).split("_")[1][:8]
     src = tmp_path / "src"
     src.mkdir()
     for f in SAMPLE.iterdir():
