@@ -258,10 +258,8 @@ def create_models(outputs: dict, profile: dict) -> html.Section:
     else:
         p = _pick(churn, "probability", "churn_probability", "score")
         band = _pick(churn, "risk_band", "band", "risk")
-        reasons = [str(v) for k, v in churn.items() if "reason" in k and v not in (None, "", [])]
-        flat = []
-        for r in reasons:
-            flat += [x.strip() for x in r.strip("[]").replace('"', "").split(",") if x.strip()] if "," in r else [r]
+        # models.churn_scores carries the reasons as sentences (`top_reasons`, strongest first).
+        flat = [str(r) for r in (churn.get("top_reasons") or []) if r]
         version = _pick(churn, "model_version", "version")
         parts.append(dmc.Group([
             dmc.Badge(f"churn risk {band or '-'}", color="red" if str(band).lower() == "high" else "orange"
