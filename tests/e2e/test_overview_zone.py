@@ -20,9 +20,11 @@ ZONES_DRAWN = """id => {
   if (!gd || !gd.data || !gd._fullLayout || !gd._fullLayout.map) return null;
   return gd.data.filter(t => t.name !== 'selected').flatMap(t => t.locations || []);
 }"""
+# The value drawn for a zone: from Plotly's resolved trace (numeric arrays travel base64-encoded).
 Z_OF = """([id, zone]) => {
   """ + GD + """
-  const t = gd.data[0]; const i = t.locations.indexOf(zone); return i < 0 ? null : t.z[i];
+  const t = gd._fullData[0]; const locs = Array.from(t.locations);
+  const i = locs.indexOf(zone); return i < 0 ? null : Number(t.z[i]);
 }"""
 
 
