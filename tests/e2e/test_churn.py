@@ -72,6 +72,7 @@ def test_churn_page_shows_risk_customers_drivers_map_and_quality(guarded_page, c
     page.wait_for_selector("#churn-card-high", timeout=60_000)
     assert f"{n_high:,}" in page.inner_text("#churn-card-high")
     assert f"{auc:.3f}" in page.inner_text("#churn-card-auc")
+    page.wait_for_selector("#churn-model-badge", timeout=30_000)
     assert "model churn-v" in page.inner_text("#churn-asof").lower()
 
     # The grid: high-risk customers by default, riskiest first, each linking to the customer page.
