@@ -448,7 +448,8 @@ class TrainResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """Plain JSON types only (what `opencem train --json` prints)."""
+        d = _native(asdict(self))
         d["status"] = "published" if self.ok else "failed"
         return d
 
@@ -478,6 +479,21 @@ class TrainResult:
         lines += [f"WARNING: {w}" for w in self.warnings]
         lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings_s.items()))
         return "\n".join(lines)
+
+
+def _native(v: Any) -> Any:
+    """numpy scalars to Python, NaN to None, tuples to lists, recursively (JSON-ready)."""
+    if isinstance(v, dict):
+        return {str(k): _native(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_native(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v != v:  # noqa: PLR0124  (NaN)
+        return None
+    if isinstance(v, (datetime, pd.Timestamp)):
+        return v.isoformat()
+    return v
 
 
 def _versions() -> dict[str, str]:
@@ -690,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, LockHeld) else 2
     if args.json:
-        print(json.dumps(result.to_dict(), default=str))
+        print(json.dumps(result.to_dict()))
     else:
         print(result.describe(), file=sys.stderr)
     return 0 if result.ok else 1

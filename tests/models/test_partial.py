@@ -47,7 +47,9 @@ def test_bss_only_trains_on_what_is_there_and_names_the_missing_groups(tmp_path)
     assert not [f for f in result.features if f.startswith("exp_") or "outage" in f]
     text = result.describe()
     assert "feature groups missing" in text and "network [kpi_hourly, charging]" in text
-    assert json.loads(json.dumps(result.to_dict(), default=str))["missing_groups"] == ["network", "outages"]
+    as_json = json.loads(json.dumps(result.to_dict()))  # plain JSON types, no default= needed
+    assert as_json["missing_groups"] == ["network", "outages"] and as_json["status"] == "published"
+    assert as_json["metrics"]["gbm"]["roc_auc"] == result.metrics["gbm"]["roc_auc"]
     assert result.metrics["gbm"]["roc_auc"] > 0.6
     con = _live(wh)
     try:
