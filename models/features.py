@@ -394,8 +394,9 @@ def load_frame(con: duckdb.DuckDBPyConnection, *, mode: Mode | Literal["auto"] =
     columns = _select_list(chosen, available)
     rows = _snapshot_rows(con, columns) if mode == "snapshots" else _labelled_table_rows(con, columns, data_end)
     missing = tuple(g for g in GROUPS if any(s not in loaded for s in GROUPS[g].sources))
-    usable = tuple(f for f in chosen if f.group not in missing and f.name in rows.columns)
-    rows = prepare(rows, usable)
+    wanted = [f for f in chosen if f.group not in missing]
+    rows = prepare(rows, [f for f in wanted if f.name in rows.columns or f.name == "fee_vs_peers"])
+    usable = tuple(f for f in wanted if f.name in rows.columns)
     return FeatureFrame(rows=rows, features=usable, mode=mode, missing_groups=missing, loaded_sources=loaded,
                         data_end=data_end, data_hash=data_hash(con), notes=notes)
 
@@ -410,7 +411,7 @@ def prepare(rows: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFrame:
     df = rows
     df["snapshot_date"] = pd.to_datetime(df["snapshot_date"])
     names = {f.name for f in features}
-    if "fee_vs_peers" in names:
+    if "fee_vs_peers" in names and "monthly_fee_total" in df.columns:
         keys = [c for c in ("snapshot_date", "segment", "payment_type") if c in df.columns]
         fee = df["monthly_fee_total"].astype("float64")
         med = fee.groupby([df[k].astype("object").fillna("") for k in keys]).transform("median") if keys else \
