@@ -397,6 +397,11 @@ def load_frame(con: duckdb.DuckDBPyConnection, *, mode: Mode | Literal["auto"] =
     wanted = [f for f in chosen if f.group not in missing]
     rows = prepare(rows, [f for f in wanted if f.name in rows.columns or f.name == "fee_vs_peers"])
     usable = tuple(f for f in wanted if f.name in rows.columns)
+    # A feature with one value (or none) in every row carries nothing, and an all-empty one breaks binning.
+    flat = [f.name for f in usable if rows[f.name].nunique(dropna=True) < 2]
+    if flat:
+        usable = tuple(f for f in usable if f.name not in flat)
+        notes.append(f"left out, the same (or empty) for every customer: {', '.join(flat)}")
     return FeatureFrame(rows=rows, features=usable, mode=mode, missing_groups=missing, loaded_sources=loaded,
                         data_end=data_end, data_hash=data_hash(con), notes=notes)
 
