@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, ensure_generated, opencem, run, table
+from common import ensure_warehouse, pct, table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,23 +33,6 @@ MAPS_DRAWN = """() => ['ov-revenue-map', 'ov-kpi-map'].every(id => {
 })"""
 
 
-def ensure_warehouse(customers: int, days: int, zones: int | None) -> Path:
-    src = ensure_generated(customers, days, zones=zones)
-    wh = DATA / f"wh_{src.name}"
-    if not (wh / "CURRENT").exists():
-        print(f"refreshing {src} into {wh} ...", file=sys.stderr)
-        r = run(opencem("refresh", "--source", str(src), "--warehouse", str(wh), "--json"))
-        if r.returncode:
-            raise SystemExit(f"refresh failed:\n{r.stderr[-4000:]}")
-        print(f"  refreshed in {r.wall_s:.0f}s, peak RSS {r.peak_rss_mb:,.0f} MB", file=sys.stderr)
-    return wh
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=100_000)
@@ -59,7 +42,7 @@ def main() -> None:
     ap.add_argument("--warehouse", help="measure an existing warehouse instead of generating one")
     args = ap.parse_args()
 
-    wh = Path(args.warehouse) if args.warehouse else ensure_warehouse(args.customers, args.days, args.zones)
+    wh = Path(args.warehouse) if args.warehouse else ensure_warehouse(args.customers, args.days, zones=args.zones)
 
     import flask
     from playwright.sync_api import sync_playwright

@@ -91,3 +91,22 @@ def table(rows: list[tuple], headers: tuple[str, ...]) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*headers), fmt.format(*("-" * w for w in widths))] +
                      [fmt.format(*map(str, r)) for r in rows])
+
+
+def ensure_warehouse(customers: int, days: int, *, zones: int | None = None) -> Path:
+    """A warehouse refreshed (once, cached under benchmarks/data) from the generated operator of that size."""
+    src = ensure_generated(customers, days, zones=zones)
+    wh = DATA / f"wh_{src.name}"
+    if not (wh / "CURRENT").exists():
+        print(f"refreshing {src} into {wh} ...", file=sys.stderr)
+        r = run(opencem("refresh", "--source", str(src), "--warehouse", str(wh), "--json"))
+        if r.returncode:
+            raise SystemExit(f"refresh failed:\n{r.stderr[-4000:]}")
+        print(f"  refreshed in {r.wall_s:.0f}s, peak RSS {r.peak_rss_mb:,.0f} MB", file=sys.stderr)
+    return wh
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank)."""
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]

@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA, ensure_generated, opencem, run, table  # noqa: E402
+from common import ensure_warehouse, pct, table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,23 +39,6 @@ TIMELINE = "cu-timeline.figure"
 USAGE = "cu-usage.children"
 SEARCH = "cs-results.children"
 PASSWORD = "benchmark-care-password"
-
-
-def ensure_warehouse(customers: int, days: int) -> Path:
-    src = ensure_generated(customers, days)
-    wh = DATA / f"wh_customer_{src.name}"
-    if not (wh / "CURRENT").exists():
-        print(f"refreshing {src} into {wh} ...", file=sys.stderr)
-        r = run(opencem("refresh", "--source", str(src), "--warehouse", str(wh), "--json"))
-        if r.returncode:
-            raise SystemExit(f"refresh failed:\n{r.stderr[-4000:]}")
-        print(f"  refreshed in {r.wall_s:.0f}s, peak RSS {r.peak_rss_mb:,.0f} MB", file=sys.stderr)
-    return wh
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def post(client, output: str, inputs: list[tuple[str, str, object]]) -> tuple[float, int, int]:

@@ -65,3 +65,19 @@ def sample_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = refresh(Settings(warehouse_dir=root), source=SAMPLE, log=lambda _msg: None)
     assert result.ok, result.describe()
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_sample(tmp_path_factory: pytest.TempPathFactory, sample_warehouse: Path) -> tuple[Path, dict]:
+    """(warehouse root, TrainResult dict): a copy of the sample warehouse with the churn model trained on
+    it, made once per session (tests/models/trained.py) for any test that reads the published scores."""
+    import importlib.util
+    import sys
+
+    name = "opencem_tests_trained"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "models" / "trained.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name].trained_copy(tmp_path_factory.getbasetemp(), sample_warehouse)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -12,23 +10,10 @@ import pytest
 from app import queries_assurance as qa
 from app.warehouse import WarehouseReader
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _trained_helper():
-    name = "opencem_tests_trained"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "models" / "trained.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 @pytest.fixture(scope="module")
-def trained_db(tmp_path_factory: pytest.TempPathFactory, sample_warehouse: Path) -> WarehouseReader:
-    root, _ = _trained_helper().trained_copy(tmp_path_factory.getbasetemp(), sample_warehouse)
-    return WarehouseReader(root)
+def trained_db(trained_sample: tuple[Path, dict]) -> WarehouseReader:
+    return WarehouseReader(trained_sample[0])
 
 
 def test_assurance_ranks_affected_customers_with_the_published_churn_scores(trained_db: WarehouseReader) -> None:
