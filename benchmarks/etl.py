@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ensure_generated, opencem, run, table  # noqa: E402
+from common import ensure_generated, opencem, run, table
 
 REFERENCE = r"""
 import duckdb, glob, os, sys
