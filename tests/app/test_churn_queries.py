@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import date, datetime
-from pathlib import Path
 
 import pytest
 
 from app import queries_churn as q
 from app.warehouse import WarehouseReader
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _trained_helper():
-    name = "opencem_tests_trained"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "models" / "trained.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 @pytest.fixture(scope="module")
-def db(sample_warehouse, tmp_path_factory):
-    root, _ = _trained_helper().trained_copy(tmp_path_factory.getbasetemp(), sample_warehouse)
-    reader = WarehouseReader(root)
+def db(trained_sample):
+    reader = WarehouseReader(trained_sample[0])
     yield reader
     reader.close()
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import re
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,31 +13,20 @@ from pathlib import Path
 import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 GD = "const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
 TRACES = "id => { " + GD + " return gd && gd.data ? gd.data.length : 0; }"
 ZONES_DRAWN = "id => { " + GD + " if (!gd || !gd.data) return []; return gd.data.flatMap(t => t.locations || []); }"
 
 
-def _trained_helper():
-    name = "opencem_tests_trained"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "models" / "trained.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="session")
-def churn_server(sample_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def churn_server(trained_sample: tuple[Path, dict]) -> Iterator[tuple[str, Path]]:
     """The app (development mode: every role) on the sample trained by `opencem train`'s function."""
     from werkzeug.serving import make_server
 
     from app.main import create_app
     from etl.config import Settings
 
-    root, _ = _trained_helper().trained_copy(tmp_path_factory.getbasetemp(), sample_warehouse)
+    root, _ = trained_sample
     app = create_app(Settings(warehouse_dir=root, dev_mode=True))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
