@@ -372,6 +372,7 @@ def load_frame(con: duckdb.DuckDBPyConnection, *, mode: Mode | Literal["auto"] =
     Raises ModelError when there is no `marts.churn_features` or it is empty.
     """
     chosen = resolve_features(features)
+    con.execute("SET enable_progress_bar = false")  # stdout belongs to `--json`; DuckDB would draw a bar there
     if not _exists(con, "marts", "churn_features"):
         raise ModelError("the warehouse has no marts.churn_features: run `opencem refresh --source DIR` first")
     available = {r[0] for r in con.execute(

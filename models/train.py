@@ -593,6 +593,7 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                              "first")
         with wh.working_copy() as wc:
             con = wc.con
+            con.execute("SET enable_progress_bar = false")  # nothing but the result may reach stdout
             timings["copy"] = time.perf_counter() - t0
             t_features = time.perf_counter()
             try:
