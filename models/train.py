@@ -154,7 +154,13 @@ class ChurnModel:
 
     def raw(self, rows: pd.DataFrame) -> np.ndarray:
         """Log-odds of the pipeline (monotone in the calibrated probability), computed in cache-sized chunks."""
-        if len(rows) <= 4096 or not isinstance(self.pipeline.named_steps["model"], HistGradientBoostingClassifier):
+        if len(rows) == 0:
+            return np.zeros(0)
+        if not isinstance(self.pipeline.named_steps["model"], HistGradientBoostingClassifier):
+            step = 200_000  # in blocks: one-hot and indicator columns of a million rows add up
+            return np.concatenate([np.asarray(self.pipeline.decision_function(rows.iloc[a:a + step][self.names]),
+                                              dtype="float64") for a in range(0, max(len(rows), 1), step)])
+        if len(rows) <= 4096:
             return np.asarray(self.pipeline.decision_function(rows[self.names]), dtype="float64")
         from models.trees import TreeView
 

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 CHUNK_ROWS = 16384
+#: Rows prepared at a time (the prepared floats of a million rows would take a gigabyte at once).
+BLOCK_ROWS = 200_000
 
 
 @dataclass
@@ -69,8 +71,12 @@ class TreeView:
         """The rows as the trees read them: prepared columns in the trees' order, mapped to the model's own
         bins (one byte a value, row after row: eight times less memory to walk than the raw values, and
         the same leaves, since every split threshold is a bin edge)."""
-        X = self.hgb._preprocess_X(self.prepare.transform(rows[list(names)]), reset=False)
-        return np.ascontiguousarray(self.hgb._bin_mapper.transform(np.asarray(X, dtype=np.float64)))
+        blocks = []
+        for a in range(0, max(len(rows), 1), BLOCK_ROWS):  # blocks bound the float copies in memory
+            part = rows.iloc[a:a + BLOCK_ROWS][list(names)]
+            X = self.hgb._preprocess_X(self.prepare.transform(part), reset=False)
+            blocks.append(self.hgb._bin_mapper.transform(np.asarray(X, dtype=np.float64)))
+        return np.ascontiguousarray(np.concatenate(blocks) if len(blocks) > 1 else blocks[0])
 
     def _predict(self, tree, X: np.ndarray, cats=None) -> np.ndarray:
         return tree.predict_binned(X, self.hgb._bin_mapper.missing_values_bin_idx_, 1)
