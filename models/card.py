@@ -90,8 +90,8 @@ def render(manifest: dict[str, Any]) -> str:
         "",
         "## Drivers",
         "",
-        "Ranked by how much each raises the customers' log-odds above a typical customer's, on average over "
-        "the customers scored; beside it, the ROC AUC lost on held-out data when the driver is shuffled.",
+        ("Ranked by how much each raises the customers' log-odds above a typical customer's, on average over "
+         "the customers scored; beside it, the ROC AUC lost on held-out data when the driver is shuffled."),
         "",
         _table(["#", "driver", "side", "mean rise (log-odds)", "ROC AUC lost when shuffled", "first reason for",
                 "features"],
