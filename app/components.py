@@ -8,7 +8,9 @@ from datetime import datetime
 import dash
 import dash_ag_grid as dag
 import dash_mantine_components as dmc
-from dash import MATCH, Input, Output, callback, dcc, html
+import polars as pl
+from dash import MATCH, Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
 
 from app.constants import APP_TITLE
 
@@ -127,17 +129,26 @@ def _fmt(spec: str | None) -> dict | None:
 
 
 def create_grid(grid_id: str, columns: list[tuple[str, str, str | None]], rows: list[dict], *,
-                file_name: str, row_id: str, flag_field: str | None = None, height: int = 360) -> html.Div:
-    """A sortable, filterable grid (dash-ag-grid) with an export-to-CSV button above it."""
+                file_name: str, row_id: str, flag_field: str | None = None, height: int = 360,
+                row_class_rules: dict[str, str] | None = None) -> html.Div:
+    """A sortable, filterable grid (dash-ag-grid) with an export-to-CSV button above it.
+
+    The export is written on the server (`export_grid_csv`) from the rows the grid shows, filters and sort
+    applied, with every text cell that a spreadsheet would run as a formula neutralised
+    (`queries_assurance.csv_safe`): the grid's own in-browser export writes such cells as they are.
+    `flag_field` marks rows whose field is > 0; `row_class_rules` gives AG Grid rules of its own.
+    """
     defs = [{"field": f, "headerName": h, "valueFormatter": _fmt(spec), "filter": True, "sortable": True,
              "resizable": True, "minWidth": 90} for f, h, spec in columns]
     defs = [{k: v for k, v in d.items() if v is not None} for d in defs]
-    grid_kwargs = {}
+    rules = dict(row_class_rules or {})
     if flag_field:
-        grid_kwargs["rowClassRules"] = {"opencem-row-flagged": f"params.data.{flag_field} > 0"}
+        rules["opencem-row-flagged"] = f"params.data.{flag_field} > 0"
+    grid_kwargs = {"rowClassRules": rules} if rules else {}
     return html.Div([
-        dmc.Group([dmc.Button("Export CSV", id={"type": "export-csv", "grid": grid_id}, size="xs",
+        dmc.Group([dmc.Button("Export CSV", id={"type": "export-csv-safe", "grid": grid_id}, size="xs",
                               variant="light")], justify="flex-end"),
+        dcc.Download(id={"type": "download-csv", "grid": grid_id}),
         dag.AgGrid(
             id={"type": "grid", "grid": grid_id}, rowData=rows, columnDefs=defs, getRowId=f"params.data.{row_id}",
             defaultColDef={"flex": 1}, csvExportParams={"fileName": file_name},
@@ -147,11 +158,68 @@ def create_grid(grid_id: str, columns: list[tuple[str, str, str | None]], rows: 
     ])
 
 
+def grid_csv(rows: list[dict], column_defs: list[dict]) -> str:
+    """The rows of a grid as CSV text: one column per column definition (its header as the title), numbers
+    kept as numbers, text that a spreadsheet would run as a formula (=, +, -, @ ...) neutralised."""
+    from app.queries_assurance import to_safe_csv
+
+    columns = {}
+    for d in column_defs:
+        field = d.get("field")
+        if not field:
+            continue
+        values = [r.get(field) if isinstance(r, dict) else None for r in rows]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            columns[d.get("headerName") or field] = pl.Series(values, dtype=pl.Int64)
+        elif present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+            columns[d.get("headerName") or field] = pl.Series([None if v is None else float(v) for v in values],
+                                                              dtype=pl.Float64)
+        else:  # text (or mixed): as text, so that the neutralisation applies to every value
+            columns[d.get("headerName") or field] = pl.Series(
+                [None if v is None else str(v) for v in values], dtype=pl.String)
+    return to_safe_csv(pl.DataFrame(columns))
+
+
+@callback(
+    Output({"type": "download-csv", "grid": MATCH}, "data"),
+    Input({"type": "export-csv-safe", "grid": MATCH}, "n_clicks"),
+    State({"type": "grid", "grid": MATCH}, "virtualRowData"),
+    State({"type": "grid", "grid": MATCH}, "rowData"),
+    State({"type": "grid", "grid": MATCH}, "columnDefs"),
+    State({"type": "grid", "grid": MATCH}, "csvExportParams"),
+    prevent_initial_call=True,
+)
+def export_grid_csv(n_clicks: int | None, shown: list[dict] | None, rows: list[dict] | None,
+                    column_defs: list[dict] | None, params: dict | None) -> dict:
+    """The grid's rows as shown (filters and sort applied) as a CSV download, written on the server so that
+    formula-like text is neutralised."""
+    if not n_clicks or not column_defs:
+        raise PreventUpdate
+    name = str((params or {}).get("fileName") or "export.csv")
+    return {"content": grid_csv(shown if shown is not None else rows or [], column_defs), "filename": name,
+            "type": "text/csv"}
+
+
 @callback(
     Output({"type": "grid", "grid": MATCH}, "exportDataAsCsv"),
     Input({"type": "export-csv", "grid": MATCH}, "n_clicks"),
     prevent_initial_call=True,
 )
 def export_csv(n_clicks: int | None) -> bool:
-    """The grid's own CSV export of what it shows (its filters and sort applied)."""
+    """The grid's own CSV export of what it shows (for grids built outside `create_grid`)."""
     return bool(n_clicks)
+
+
+def grid_rows(df: pl.DataFrame, columns: list[tuple[str, str, str | None]], *, extra: tuple[str, ...] = ()
+              ) -> list[dict]:
+    """The rows a grid needs: only its columns (and `extra` fields its rules read), floats rounded to one
+    decimal more than the column shows, so the JSON sent stays short."""
+    from app.figures import decimals
+
+    keep = [c for c, _, _ in columns if c in df.columns] + [c for c in extra if c in df.columns]
+    spec = {c: s for c, _, s in columns}
+    return df.select(
+        pl.col(c).fill_nan(None).round(decimals(spec.get(c))) if df.schema[c].is_float() else pl.col(c)
+        for c in keep
+    ).to_dicts()

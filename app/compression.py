@@ -2,19 +2,25 @@
 
 Static bundles are compressed once per process and kept: first at a fast level, then, in a background
 thread, at Brotli's best level (about a quarter smaller for JavaScript, too slow to do per request).
-Callback answers are compressed on the fly at a fast level. Nothing here changes what is sent, only how.
+Callback answers are compressed at a fast level, and the larger ones kept by digest (a memoised answer is
+compressed once). Nothing here changes what is sent, only how.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import threading
+from collections import OrderedDict
 
 import brotli
 import flask
 
 STATIC_PREFIXES = ("/_dash-component-suites/", "/assets/", "/opencem/zones/")
 MIN_BYTES = 1024
+REPEAT_MIN_BYTES = 8 * 1024  # callback answers from this size up are kept compressed (`_compress_repeated`)
+MAX_ANSWERS = 256
+_answers: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()
 _cache: dict[tuple[str, str, int], bytes] = {}
 _pending: set[tuple[str, str, int]] = set()
 _lock = threading.Lock()
@@ -37,6 +43,23 @@ def pending() -> int:
     """How many bundles are still being compressed at the best level."""
     with _lock:
         return len(_pending)
+
+
+def _compress_repeated(data: bytes, encoding: str) -> bytes:
+    """A callback answer compressed at a fast level, kept by its digest: answers memoised per warehouse
+    version come back byte for byte, and are then compressed once, not on every request."""
+    key = (hashlib.blake2b(data, digest_size=16).digest(), encoding)
+    with _lock:
+        body = _answers.get(key)
+        if body is not None:
+            _answers.move_to_end(key)
+            return body
+    body = _compress(data, encoding, best=False)
+    with _lock:
+        _answers[key] = body
+        while len(_answers) > MAX_ANSWERS:
+            _answers.popitem(last=False)
+    return body
 
 
 def _choose(accept: str) -> str | None:
@@ -66,6 +89,8 @@ def compress_response(response: flask.Response) -> flask.Response:
                 _cache.setdefault(key, body)
             if start:
                 threading.Thread(target=_upgrade, args=(key, data, encoding), daemon=True).start()
+    elif len(data) >= REPEAT_MIN_BYTES:
+        body = _compress_repeated(data, encoding)
     else:
         body = _compress(data, encoding, best=False)
     response.set_data(body)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dash
 import dash_mantine_components as dmc
+import duckdb
 import flask
 from dash import Dash, dcc, html
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Dash:
     app.server.extensions["opencem.settings"] = settings
     app.server.add_url_rule("/opencem/zones/<version>.geojson", "zones_geojson", _zones_geojson)
     install_compression(app.server)
+    _warm_each_version(app.server, settings)
     # Plotly's validators load on first use (about a second): load them now, beside the server starting.
     threading.Thread(target=figures.warm_up, name="opencem-warm-up", daemon=True).start()
     auth.init_app(app, settings)  # login, the role gate on pages and callbacks, the audit log
@@ -106,6 +108,42 @@ def _share_page_callbacks(app: Dash) -> None:
     app._inline_scripts.extend(_PAGE_INLINE_SCRIPTS)
 
 
+def _warm_each_version(server: flask.Flask, settings: Settings) -> None:
+    """Compute each live version's common answers (`queries.warm`) in a background thread: once when the
+    app starts, and again when a request first sees a newly published version."""
+    db: WarehouseReader = server.extensions["opencem.warehouse"]
+    state = {"version": None}
+    lock = threading.Lock()
+
+    def warm() -> None:
+        try:
+            queries.warm(db, settings.kpi_thresholds)
+            _zones_geojson_bytes(db)
+        except (NoWarehouse, duckdb.Error) as exc:  # the requests that need an answer compute it and say why
+            server.logger.warning("could not compute the common answers of the live version ahead: %s", exc)
+            with lock:
+                state["version"] = None  # try again on a later request
+
+    def maybe_start() -> None:
+        try:
+            version = db.version.name
+        except NoWarehouse:
+            return
+        with lock:
+            if state["version"] == version:
+                return
+            state["version"] = version
+        threading.Thread(target=warm, name="opencem-warm-queries", daemon=True).start()
+
+    maybe_start()
+    server.before_request(maybe_start)
+
+
+def _zones_geojson_bytes(db: WarehouseReader) -> bytes:
+    return db.memo("zones_geojson_bytes", lambda: json.dumps(queries.zones_geojson(db)[0],
+                                                             separators=(",", ":")).encode())
+
+
 def _zones_geojson(version: str) -> flask.Response:
     """The zone outlines of the live version as GeoJSON; the URL names the version, so browsers cache it."""
     db = reader()
@@ -115,8 +153,7 @@ def _zones_geojson(version: str) -> flask.Response:
         flask.abort(404)
     if version != live:  # an old page asking for outlines of a version that is gone: send it the live one
         return flask.redirect(f"/opencem/zones/{live}.geojson")
-    body = db.memo("zones_geojson_bytes", lambda: json.dumps(queries.zones_geojson(db)[0]).encode())
-    response = flask.Response(body, mimetype="application/geo+json")
+    response = flask.Response(_zones_geojson_bytes(db), mimetype="application/geo+json")
     response.headers["Cache-Control"] = "public, max-age=86400, immutable"
     return response
 

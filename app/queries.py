@@ -7,6 +7,7 @@ version does not have returns an empty frame with the expected columns (the page
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -33,6 +34,20 @@ class Period:
         """The period of the same length just before this one."""
         return Period(f"before {self.name}", self.start - timedelta(days=self.n_days),
                       self.start - timedelta(days=1))
+
+
+def _zone_part(db: WarehouseReader, key: object, compute: Callable[[], pl.DataFrame], zone_id: str, *,
+               column: str = "zone_id", drop: bool = True) -> pl.DataFrame:
+    """The rows of one zone from a frame of every zone, split by zone once per version (`key`): a page then
+    costs a dict look-up, not a scan. An unknown zone gets no rows, with the frame's columns."""
+    def split() -> tuple[dict[object, pl.DataFrame], pl.DataFrame]:
+        df = compute()
+        parts = {k[0]: (part.drop(column) if drop else part)
+                 for k, part in df.partition_by(column, as_dict=True, maintain_order=True).items()}
+        return parts, (df.drop(column) if drop else df).clear()
+
+    parts, empty = db.memo(key, split)
+    return parts.get(zone_id, empty)
 
 
 def period(db: WarehouseReader, choice: str) -> Period | None:
@@ -123,7 +138,13 @@ def scorecard(db: WarehouseReader, p: Period) -> pl.DataFrame:
 
 
 def overview_zones(db: WarehouseReader, p: Period, *, service: str | None, payment_type: str | None) -> pl.DataFrame:
-    """One row per zone: name, the period's scorecard, and the revenue of the chosen service/payment type."""
+    """One row per zone: name, the period's scorecard, and the revenue of the chosen service/payment type;
+    once per version and choice."""
+    return db.memo(("overview_zones", p, service, payment_type),
+                   lambda: _overview_zones(db, p, service, payment_type))
+
+
+def _overview_zones(db: WarehouseReader, p: Period, service: str | None, payment_type: str | None) -> pl.DataFrame:
     sc = scorecard(db, p)
     rev = zone_revenue(db, p, service=service, payment_type=payment_type).rename(
         {"revenue": "selected_revenue", "usage_revenue": "selected_usage_revenue",
@@ -144,12 +165,7 @@ def _headline(db: WarehouseReader, p: Period, service: str | None, payment_type:
               ) -> dict[str, float | None]:
     rev = zone_revenue(db, p, service=service, payment_type=payment_type)["revenue"].sum() if db.has_table(
         "marts.zone_daily") else None
-    subs = db.query(
-        "SELECT count(*) AS n FROM staging.subscriptions "  # subscription_id is its key
-        "WHERE start_date <= $end AND (termination_date IS NULL OR termination_date > $start) "
-        "AND ($payment IS NULL OR payment_type = $payment)",
-        {"start": p.start, "end": p.end, "payment": payment_type},
-    )["n"][0]
+    subs = subscribers(db, p, payment_type=payment_type)
     kpi = db.query(
         "SELECT sum(available_s) AS a, sum(period_s) AS t, sum(hours_present)::DOUBLE AS present, "
         "sum(hours_expected)::DOUBLE AS expected FROM marts.zone_kpi_daily WHERE date BETWEEN ? AND ?",
@@ -163,6 +179,20 @@ def _headline(db: WarehouseReader, p: Period, service: str | None, payment_type:
         "availability_pct": (100.0 * a / t) if a is not None and t else None,
         "kpi_completeness": (kpi["present"][0] / kpi["expected"][0]) if kpi["expected"][0] else None,
     }
+
+
+def subscribers(db: WarehouseReader, p: Period, *, payment_type: str | None = None) -> int:
+    """Subscriptions active at some time in the period, of one payment type or both. One count per payment
+    type per period and version (the period bounds are few: each choice and the one before it)."""
+    by_type = db.memo(("subscribers", p.start, p.end), lambda: db.query(
+        "SELECT payment_type, count(*) AS n FROM staging.subscriptions "  # subscription_id is its key
+        "WHERE start_date <= $end AND (termination_date IS NULL OR termination_date > $start) "
+        "GROUP BY payment_type",
+        {"start": p.start, "end": p.end},
+    ))
+    if payment_type is not None:
+        by_type = by_type.filter(pl.col("payment_type") == payment_type)
+    return int(by_type["n"].sum())
 
 
 def incomplete_zones(db: WarehouseReader, p: Period, *, below: float = 0.95) -> pl.DataFrame:
@@ -179,39 +209,45 @@ def zone_row(db: WarehouseReader, zone_id: str, p: Period) -> dict | None:
     """The zone's scorecard row of the period (from the period's memoised scorecard)."""
     if not db.has_table("marts.zone_scorecard"):
         return None
-    df = db.memo(("scorecard_all_rows", p.name), lambda: db.query(
-        "SELECT * FROM marts.zone_scorecard WHERE period = ?", [p.name]))
-    row = df.filter(pl.col("zone_id") == zone_id)
-    return row.row(0, named=True) if row.height else None
+    rows = db.memo(("scorecard_rows", p.name), lambda: {r["zone_id"]: r for r in db.query(
+        "SELECT * FROM marts.zone_scorecard WHERE period = ?", [p.name]).to_dicts()})
+    return rows.get(zone_id)
 
 
 def zone_revenue_by_service(db: WarehouseReader, zone_id: str, p: Period) -> pl.DataFrame:
-    return db.query(
-        "SELECT date AS day, service, sum(revenue) AS revenue FROM marts.zone_daily "
-        "WHERE zone_id = ? AND date BETWEEN ? AND ? GROUP BY ALL ORDER BY day, service",
-        [zone_id, p.start, p.end],
-    )
+    """Daily revenue per service of one zone (day, service, revenue), from every zone's days of the
+    period aggregated once per version (marts.zone_daily: zones x days x services, a few thousand rows)."""
+    return _zone_part(db, ("zone_revenue_by_service", p), lambda: db.query(
+        "SELECT zone_id, date AS day, service, sum(revenue) AS revenue FROM marts.zone_daily "
+        "WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY zone_id, day, service",
+        [p.start, p.end],
+    ), zone_id)
 
 
 def zone_kpi_trend(db: WarehouseReader, zone_id: str, p: Period, kpi: str) -> pl.DataFrame:
-    if kpi not in KPIS or kpi == "experience_index":
-        kpi_sql = "good_hours_pct"
-    else:
-        kpi_sql = kpi  # a column name from the fixed KPI list, never user text
-    return db.query(
-        f"SELECT date AS day, {kpi_sql} AS value, completeness FROM marts.zone_kpi_daily "
-        "WHERE zone_id = ? AND date BETWEEN ? AND ? ORDER BY day",
-        [zone_id, p.start, p.end],
-    )
+    """Daily value of one KPI of a zone (day, value, completeness); the experience index is the share of
+    good hours. Every zone's days of the period are read once per version (marts.zone_kpi_daily)."""
+    column = "good_hours_pct" if kpi not in KPIS or kpi == "experience_index" else kpi
+    days = _zone_part(db, ("zone_kpi_daily", p), lambda: db.query(
+        "SELECT * FROM marts.zone_kpi_daily WHERE date BETWEEN ? AND ? ORDER BY zone_id, date",
+        [p.start, p.end],
+    ), zone_id)
+    return days.select(pl.col("date").alias("day"), pl.col(column).alias("value"), "completeness")
 
 
 def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[str, float]) -> pl.DataFrame:
-    """The zone's cells with their KPIs over the period and breaches: days re-aggregated with the marts'
-    weights (time for availability and PRB, traffic for accessibility, drops and latency, active time for
-    throughput)."""
+    """The zone's cells with their KPIs over the period and breaches (see `cells_of_period`)."""
+    return _zone_part(db, ("cells_of_period", p, tuple(sorted(thresholds.items()))),
+                      lambda: cells_of_period(db, p, thresholds), zone_id)
+
+
+def cells_of_period(db: WarehouseReader, p: Period, thresholds: dict[str, float]) -> pl.DataFrame:
+    """Every cell with its KPIs over the period and the targets it misses: days re-aggregated with the
+    marts' weights (time for availability and PRB, traffic for accessibility, drops and latency, active
+    time for throughput). A few thousand cells: computed once per version, period and thresholds."""
     df = db.query(
         """
-        SELECT c.cell_id, c.site_id, c.technology, c.band_mhz, c.status, c.latitude, c.longitude,
+        SELECT c.zone_id, c.cell_id, c.site_id, c.technology, c.band_mhz, c.status, c.latitude, c.longitude,
                sum(d.hours_present)::DOUBLE AS hours_present, sum(d.hours_expected)::DOUBLE AS hours_expected,
                100 * sum(d.available_s) / nullif(sum(d.period_s), 0) AS availability_pct,
                sum(d.accessibility_pct * d.traffic_volume_mb) / nullif(sum(CASE WHEN d.accessibility_pct IS NOT NULL
@@ -228,10 +264,9 @@ def zone_cells(db: WarehouseReader, zone_id: str, p: Period, thresholds: dict[st
                100.0 * sum(d.good_hours) / nullif(sum(d.hours_present), 0) AS experience_index
         FROM staging.cells c
         LEFT JOIN marts.cell_kpi_daily d ON d.cell_id = c.cell_id AND d.date BETWEEN ? AND ?
-        WHERE c.zone_id = ?
-        GROUP BY ALL ORDER BY c.cell_id
+        GROUP BY ALL ORDER BY c.zone_id, c.cell_id
         """,
-        [p.start, p.end, zone_id],
+        [p.start, p.end],
     )
     df = df.with_columns(completeness=pl.col("hours_present") / pl.col("hours_expected"))
     # One sentence per KPI that misses its target, e.g. "Drop rate 2.31 % (above 2.0)".
@@ -284,8 +319,34 @@ def zone_poor_experience(db: WarehouseReader, zone_id: str, thresholds: dict[str
                sum(coalesce(usage_revenue_30d, 0) + coalesce(monthly_fee_total, 0)) FILTER (WHERE {poor})
                    AS poor_revenue_month
         FROM marts.customer_360 WHERE n_active_subscriptions > 0 GROUP BY home_zone_id
-        """))  # every zone at once, once per version: a zone page then costs no scan of 1M customers
-    row = by_zone.filter(pl.col("home_zone_id") == zone_id)
-    if row.height == 0:
+        """).rows_by_key("home_zone_id", named=True, unique=True))
+    # every zone at once, once per version: a zone page then costs no scan of 1M customers
+    row = by_zone.get(zone_id)
+    if row is None:
         return {"customers": 0, "customers_with_kpis": 0, "poor_customers": 0, "poor_revenue_month": None}
-    return row.drop("home_zone_id").row(0, named=True)
+    return dict(row)
+
+
+def warm(db: WarehouseReader, thresholds: dict[str, float]) -> None:
+    """Compute, for the live version, the per-version answers the overview and zone pages start from
+    (period bounds, scorecards, outlines, headline counts, every zone's series and cells, poor experience
+    by zone), so that no visitor waits for a scan: run in the background when a version goes live."""
+    zones_geojson(db)
+    freshness(db)
+    zone_list(db)
+    first = period(db, "all")
+    for choice in PERIOD_ALIASES:
+        p = period(db, choice)
+        if p is None:
+            continue
+        scorecard(db, p)
+        investment_list(db, p)
+        zone_row(db, "", p)
+        headline(db, p)
+        if first is not None and p.previous().start >= first.start:
+            headline(db, p.previous())
+        subscribers(db, p.previous())
+        zone_revenue_by_service(db, "", p)
+        zone_kpi_trend(db, "", p, "experience_index")
+        zone_cells(db, "", p, thresholds)
+    zone_poor_experience(db, "", thresholds)

@@ -26,7 +26,16 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         const gd = host && (host.classList.contains("js-plotly-plot") ? host : host.querySelector(".js-plotly-plot"));
         if (!gd || !gd.data) { return; }
         const idx = gd.data.findIndex(function (t) { return t.name === "selected"; });
-        if (idx >= 0) { window.Plotly.restyle(gd, { locations: [[zone]], z: [[0]] }, [idx]); }
+        if (idx >= 0) {
+          window.Plotly.restyle(gd, { locations: [[zone]], z: [[0]] }, [idx]);
+        } else if (gd.data.length && gd.data[0].geojson) {
+          // The outline trace is added on the first hover (app.figures.highlight_trace: keep them alike).
+          window.Plotly.addTraces(gd, {
+            type: "choroplethmap", name: "selected", geojson: gd.data[0].geojson, locations: [zone], z: [0],
+            colorscale: [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]], showscale: false, hoverinfo: "skip",
+            marker: { line: { width: 3, color: "#212529" } }
+          });
+        }
       });
       return window.dash_clientside.no_update;
     }

@@ -160,6 +160,15 @@ def _context(period_choice: str):
     return (db, cfg, version, p), None
 
 
+def _known(period_choice=None, service=None, payment=None, kpi=None) -> bool:
+    """Whether every filter value given is one of the choices (answers are memoised per choice: a value
+    from elsewhere must not grow the memo)."""
+    return ((period_choice is None or period_choice in PERIODS)
+            and (service is None or service == "all" or service in SERVICES)
+            and (payment is None or payment == "all" or payment in PAYMENT_TYPES)
+            and (kpi is None or kpi in KPIS))
+
+
 def _chosen(service: str, payment: str) -> dict[str, str | None]:
     return {"service": None if service == "all" else service, "payment_type": None if payment == "all" else payment}
 
@@ -171,12 +180,16 @@ def _chosen(service: str, payment: str) -> dict[str, str | None]:
 )
 def update_header(period_choice):
     """The data's as-of time, sources not loaded and KPIs resting on incomplete hours: said, never hidden."""
-    if not period_choice:
+    if not period_choice or not _known(period_choice):
         raise PreventUpdate
     ctx, empty = _context(period_choice)
     if ctx is None:
         return None, empty
     db, _cfg, version, p = ctx
+    return db.memo(("ov-header", p), lambda: _header(db, version, p))
+
+
+def _header(db, version: str, p: queries.Period) -> tuple:
     as_of, missing = queries.data_as_of(db)
     asof = create_asof(as_of, version, missing=missing)
     notices = []
@@ -199,56 +212,94 @@ def update_header(period_choice):
     Input("ov-payment", "value"),
 )
 def update_cards(period_choice, service, payment):
-    if not period_choice or not service or not payment:
+    if not period_choice or not service or not payment or not _known(period_choice, service, payment):
         raise PreventUpdate
     ctx, _empty = _context(period_choice)
     if ctx is None:
         return []
     db, cfg, _version, p = ctx
-    return create_cards(db, p, cfg.currency, **_chosen(service, payment))
+    return db.memo(("ov-cards", p, service, payment),
+                   lambda: create_cards(db, p, cfg.currency, **_chosen(service, payment)))
+
+
+def _hover(kpi_name: str | None, currency: str) -> list[tuple[str, str, str]]:
+    """What hovering a zone shows: revenue (of the filters on the revenue map, of every service on the KPI
+    map), subscribers, experience, the KPI map's KPI, the share of hours present."""
+    revenue = f"revenue ({currency})" if kpi_name is None else f"revenue, all services ({currency})"
+    hover = [("selected_revenue", revenue, ",.0f"), ("subscribers", "subscribers", ",.0f"),
+             ("experience_index", "experience index", ".1f")]
+    if kpi_name:
+        kpi = KPIS[kpi_name]
+        hover.append((kpi_name, kpi.label + f" ({kpi.unit})", kpi.fmt))
+    hover.append(("kpi_completeness", "share of hours present", ".0%"))
+    return list({c: (c, label, fmt) for c, label, fmt in hover}.values())  # one entry per column
 
 
 @callback(
     Output("ov-revenue-title", "children"),
     Output("ov-revenue-map", "figure"),
-    Output("ov-kpi-title", "children"),
-    Output("ov-kpi-map", "figure"),
     Input("ov-period", "value"),
     Input("ov-service", "value"),
     Input("ov-payment", "value"),
-    Input("ov-kpi", "value"),
 )
-def update_maps(period_choice, service, payment, kpi_name):
-    if not period_choice or not service or not payment or not kpi_name:
+def update_revenue_map(period_choice, service, payment):
+    """The revenue map of the chosen service and payment type; once per version and choice."""
+    if not period_choice or not service or not payment or not _known(period_choice, service, payment):
         raise PreventUpdate
     ctx, empty = _context(period_choice)
     if ctx is None:
-        return empty, {}, None, {}
+        return empty, {}
     db, cfg, version, p = ctx
+    return db.memo(("ov-revenue-map", p, service, payment), lambda: _revenue_map(db, cfg, version, p, service, payment))
+
+
+def _revenue_map(db, cfg, version: str, p: queries.Period, service: str, payment: str) -> tuple:
     _geojson, bbox = queries.zones_geojson(db)
     if bbox is None:
-        return create_empty_state("No zones are loaded, so there is no map to draw. Load a zones file."), {}, None, {}
+        return create_empty_state("No zones are loaded, so there is no map to draw. Load a zones file."), {}
     zones = queries.overview_zones(db, p, **_chosen(service, payment))
-    kpi = KPIS[kpi_name]
     service_label = "all services" if service == "all" else SERVICE_LABELS[service]
     payment_label = "prepaid and postpaid" if payment == "all" else payment
-    revenue_title = f"Revenue, {service_label}, {payment_label} ({cfg.currency}, {queries_period_label(p)})"
-    hover = [("selected_revenue", f"revenue ({cfg.currency})", ",.0f"),
-             ("subscribers", "subscribers", ",.0f"),
-             ("experience_index", "experience index", ".1f"),
-             (kpi_name, kpi.label + f" ({kpi.unit})", kpi.fmt),
-             ("kpi_completeness", "share of hours present", ".0%")]
-    hover = list({c: (c, label, fmt) for c, label, fmt in hover}.values())  # one entry per column
+    title = f"Revenue, {service_label}, {payment_label} ({cfg.currency}, {queries_period_label(p)})"
+    hover = _hover(None, cfg.currency)
     zones = zones.with_columns(pl.col(c).cast(pl.Float64) for c, _, _ in hover)
-    outlines = zones_url(version)  # the browser fetches (and caches) the outlines once per version
-    rev_map = figures.zone_choropleth(
-        zones, outlines, value="selected_revenue", colorbar_title=f"{cfg.currency}<br><sub>higher is more</sub>",
-        colorscale="Blues", bbox=bbox, hover_columns=hover, tile_url=cfg.tile_url)
-    kpi_map = figures.zone_choropleth(
-        zones, outlines, value=kpi_name, colorbar_title=kpi.legend, colorscale=kpi.colorscale, bbox=bbox,
+    fig = figures.zone_choropleth(
+        zones, zones_url(version), value="selected_revenue",
+        colorbar_title=f"{cfg.currency}<br><sub>higher is more</sub>", colorscale="Blues", bbox=bbox,
         hover_columns=hover, tile_url=cfg.tile_url)
-    kpi_title = f"{kpi.label} ({kpi.unit}, {kpi.better} is better; {queries_period_label(p)})"
-    return revenue_title, rev_map, kpi_title, kpi_map
+    return title, fig
+
+
+@callback(
+    Output("ov-kpi-title", "children"),
+    Output("ov-kpi-map", "figure"),
+    Input("ov-period", "value"),
+    Input("ov-kpi", "value"),
+)
+def update_kpi_map(period_choice, kpi_name):
+    """The map of the chosen KPI (revenue on hover is of every service); once per version and choice."""
+    if not period_choice or not kpi_name or not _known(period_choice, kpi=kpi_name):
+        raise PreventUpdate
+    ctx, _empty = _context(period_choice)
+    if ctx is None:
+        return None, {}
+    db, cfg, version, p = ctx
+    return db.memo(("ov-kpi-map", p, kpi_name), lambda: _kpi_map(db, cfg, version, p, kpi_name))
+
+
+def _kpi_map(db, cfg, version: str, p: queries.Period, kpi_name: str) -> tuple:
+    _geojson, bbox = queries.zones_geojson(db)
+    if bbox is None:
+        return None, {}
+    zones = queries.overview_zones(db, p, service=None, payment_type=None)
+    kpi = KPIS[kpi_name]
+    hover = _hover(kpi_name, cfg.currency)
+    zones = zones.with_columns(pl.col(c).cast(pl.Float64) for c, _, _ in hover)
+    fig = figures.zone_choropleth(
+        zones, zones_url(version), value=kpi_name, colorbar_title=kpi.legend, colorscale=kpi.colorscale,
+        bbox=bbox, hover_columns=hover, tile_url=cfg.tile_url)
+    title = f"{kpi.label} ({kpi.unit}, {kpi.better} is better; {queries_period_label(p)})"
+    return title, fig
 
 
 @callback(
@@ -257,12 +308,16 @@ def update_maps(period_choice, service, payment, kpi_name):
     Input("ov-period", "value"),
 )
 def update_matrix(period_choice):
-    if not period_choice:
+    if not period_choice or not _known(period_choice):
         raise PreventUpdate
     ctx, empty = _context(period_choice)
     if ctx is None:
         return {}, empty
     db, cfg, _version, p = ctx
+    return db.memo(("ov-matrix", p, period_choice), lambda: _matrix(db, cfg, p, period_choice))
+
+
+def _matrix(db, cfg, p: queries.Period, period_choice: str) -> tuple:
     sc = queries.scorecard(db, p).filter(pl.col("quadrant").is_not_null())
     matrix = {}
     if sc.height:

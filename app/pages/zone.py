@@ -3,6 +3,8 @@ and breaches, subscribers and revenue whose experience is poor, and where the zo
 
 from __future__ import annotations
 
+import json
+
 import dash
 import dash_mantine_components as dmc
 import polars as pl
@@ -17,6 +19,7 @@ from app.components import (
     create_grid,
     create_section,
     create_stat_card,
+    grid_rows,
 )
 from app.constants import KPIS, PERIODS, QUADRANTS
 from app.context import reader, settings
@@ -32,6 +35,12 @@ CELL_COLUMNS = [
     ("latency_ms", "Latency ms", ".0f"), ("prb_utilisation_pct", "PRB %", ".0f"),
     ("traffic_volume_mb", "Traffic MB", ",.0f"), ("completeness", "Hours present", ".0%"),
     ("breaches", "Breaches", None),
+]
+INVEST_COLUMNS = [
+    ("invest_rank", "#", None), ("zone_name", "Zone", None), ("quadrant", "Quadrant", None),
+    ("revenue_at_stake", "Revenue", ",.0f"), ("experience_index", "Experience", ".1f"),
+    ("investment_score", "Score", ",.0f"), ("drop_rate_pct", "Drop %", ".2f"),
+    ("dl_throughput_mbps", "DL Mbit/s", ".1f"), ("availability_pct", "Avail. %", ".2f"),
 ]
 
 
@@ -96,6 +105,11 @@ def update_zone(period_choice, zone_id):
             f"There is no zone {zone_id} in the warehouse, or no data for it in this period.",
             title="Unknown zone")
 
+    # Known zones only reach here (a bounded set): the answer is kept per version, zone and period.
+    return db.memo(("zone-page", zone_id, p), lambda: _zone_head(db, cfg, zone_id, p, row, asof))
+
+
+def _zone_head(db, cfg, zone_id: str, p: queries.Period, row: dict, asof) -> tuple:
     thresholds = cfg.kpi_thresholds
     quadrant = row.get("quadrant")
     label, colour = QUADRANTS.get(quadrant, ("no quadrant: no KPIs or no revenue", "gray"))
@@ -159,8 +173,11 @@ def update_cells(period_choice, zone_id):
         return None
     if p is None or queries.zone_row(db, zone_id, p) is None:
         return None
-    thresholds = cfg.kpi_thresholds
-    cells = queries.zone_cells(db, zone_id, p, thresholds)
+    return db.memo(("zone-cells", zone_id, p), lambda: _cells_view(db, cfg, zone_id, p))
+
+
+def _cells_view(db, cfg, zone_id: str, p: queries.Period) -> html.Div:
+    cells = queries.zone_cells(db, zone_id, p, cfg.kpi_thresholds)
     zone_geo, bbox = queries.zones_geojson(db, zone_id=zone_id)
     if cells.height:
         located = cells.filter(pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null())
@@ -168,28 +185,27 @@ def update_cells(period_choice, zone_id):
                                                                      tile_url=cfg.tile_url))
                     if bbox else create_empty_state("The zone's cells have no coordinates."))
         n_flagged = int((cells["n_breaches"] > 0).sum())
-        grid_rows = cells.select([c for c, _, _ in CELL_COLUMNS] + ["n_breaches"]).to_dicts()
+        rows = grid_rows(cells, CELL_COLUMNS, extra=("n_breaches",))
         cell_view = dmc.SimpleGrid([
             cell_map,
             dmc.Stack([
                 dmc.Text(f"{cells.height} cells, {n_flagged} breaching a KPI target over the period "
                          "(red rows).", size="sm"),
-                create_grid("zone-cells-grid", CELL_COLUMNS, grid_rows, file_name=f"cells_{zone_id}.csv",
+                create_grid("zone-cells-grid", CELL_COLUMNS, rows, file_name=f"cells_{zone_id}.csv",
                             row_id="cell_id", flag_field="n_breaches"),
             ], gap=4),
         ], cols=2, spacing="sm")
     else:
         cell_view = create_empty_state("No cells of the inventory lie in this zone.")
 
-    invest = queries.investment_list(db, p)
-    invest_rows = invest.with_columns(pl.col("zone_id").eq(zone_id).alias("is_this_zone").cast(pl.Int8)).to_dicts()
+    # The ranking's rows are the same on every zone's page: made once per version and period; this zone's
+    # row is picked out by a rule of the grid, not by a field of its own.
+    invest_rows = db.memo(("zone-invest-rows", p), lambda: grid_rows(
+        queries.investment_list(db, p), INVEST_COLUMNS, extra=("zone_id",)))
+    columns = [(c, f"Revenue ({cfg.currency})" if c == "revenue_at_stake" else h, s) for c, h, s in INVEST_COLUMNS]
     invest_view = create_grid(
-        "zone-invest-grid",
-        [("invest_rank", "#", None), ("zone_name", "Zone", None), ("quadrant", "Quadrant", None),
-         ("revenue_at_stake", f"Revenue ({cfg.currency})", ",.0f"), ("experience_index", "Experience", ".1f"),
-         ("investment_score", "Score", ",.0f"), ("drop_rate_pct", "Drop %", ".2f"),
-         ("dl_throughput_mbps", "DL Mbit/s", ".1f"), ("availability_pct", "Avail. %", ".2f")],
-        invest_rows, file_name="investment_ranking.csv", row_id="zone_id", flag_field="is_this_zone", height=320,
+        "zone-invest-grid", columns, invest_rows, file_name="investment_ranking.csv", row_id="zone_id",
+        row_class_rules={"opencem-row-flagged": f"params.data.zone_id === {json.dumps(zone_id)}"}, height=320,
     )
     return html.Div([
         create_section("Cells", cell_view, description="KPIs over the period, weighted by time or traffic."),
@@ -212,9 +228,10 @@ def update_trend(kpi_name, period_choice, zone_id):
         p = queries.period(db, period_choice)
     except NoWarehouse:
         return {}
-    if p is None:
+    if p is None or kpi_name not in KPIS:
         return {}
     df = queries.zone_kpi_trend(db, zone_id, p, kpi_name)
     if df.height == 0:
         return {}
-    return figures.kpi_trend(df, KPIS[kpi_name], threshold=cfg.kpi_thresholds.get(kpi_name))
+    return db.memo(("zone-trend", zone_id, p, kpi_name),  # a zone with days: a known one, so a bounded set
+                   lambda: figures.kpi_trend(df, KPIS[kpi_name], threshold=cfg.kpi_thresholds.get(kpi_name)))

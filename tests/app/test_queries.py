@@ -83,3 +83,37 @@ def test_poor_experience_counts_customers_of_the_zone(db: WarehouseReader) -> No
 
 def test_unknown_zone_has_no_row(db: WarehouseReader) -> None:
     assert queries.zone_row(db, "NOPE'; DROP TABLE x; --", queries.period(db, "28")) is None
+
+
+def test_subscribers_by_payment_type_add_up_to_all(db: WarehouseReader) -> None:
+    p = queries.period(db, "28")
+    total = queries.subscribers(db, p)
+    direct = db.query("SELECT count(*) AS n FROM staging.subscriptions WHERE start_date <= ? "
+                      "AND (termination_date IS NULL OR termination_date > ?)", [p.end, p.start])["n"][0]
+    assert total == direct > 0
+    assert queries.subscribers(db, p, payment_type="prepaid") + queries.subscribers(
+        db, p, payment_type="postpaid") == total
+    assert queries.headline(db, p, payment_type="prepaid")["subscribers"] == queries.subscribers(
+        db, p, payment_type="prepaid")
+
+
+def test_zone_series_are_the_zone_rows_of_the_marts(db: WarehouseReader) -> None:
+    """The zone page's series are cut from every zone's days (memoised per version): the same numbers as
+    asking the marts for the one zone."""
+    p = queries.period(db, "7")
+    zone = TRUTH["degraded_high_value_zones"][0]
+    revenue = queries.zone_revenue_by_service(db, zone, p)
+    direct = db.query("SELECT date AS day, service, sum(revenue) AS revenue FROM marts.zone_daily "
+                      "WHERE zone_id = ? AND date BETWEEN ? AND ? GROUP BY ALL ORDER BY day, service",
+                      [zone, p.start, p.end])
+    assert revenue.columns == ["day", "service", "revenue"] and revenue.height == direct.height > 0
+    assert revenue["revenue"].sum() == pytest.approx(direct["revenue"].sum())
+    trend = queries.zone_kpi_trend(db, zone, p, "drop_rate_pct")
+    kpi = db.query("SELECT date AS day, drop_rate_pct AS value FROM marts.zone_kpi_daily "
+                   "WHERE zone_id = ? AND date BETWEEN ? AND ? ORDER BY day", [zone, p.start, p.end])
+    assert trend.columns == ["day", "value", "completeness"] and trend["value"].to_list() == kpi["value"].to_list()
+    assert queries.zone_kpi_trend(db, zone, p, "experience_index")["value"].max() <= 100
+    cells = queries.zone_cells(db, zone, p, Settings().kpi_thresholds)
+    inventory = db.query("SELECT cell_id FROM staging.cells WHERE zone_id = ? ORDER BY cell_id", [zone])
+    assert cells["cell_id"].to_list() == inventory["cell_id"].to_list()
+    assert queries.zone_cells(db, "NOPE", p, Settings().kpi_thresholds).height == 0

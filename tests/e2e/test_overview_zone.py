@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -104,8 +106,35 @@ def test_zone_page_shows_cells_breaches_and_the_ranking(guarded_page, live_serve
 
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV").first.click()
-    csv = Path(download.value.path()).read_text()
-    assert csv.splitlines()[0].startswith('"Cell"') and zone.replace("Z", "") in csv or "C" in csv
+    assert download.value.suggested_filename == f"cells_{zone}.csv"
+    rows = list(csv.reader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows[0][:3] == ["Cell", "Site", "Tech"] and "Breaches" in rows[0]
+    assert len(rows) - 1 == int(re.search(r"(\d+) cells, \d+ breaching", text).group(1)) > 0
+
+    # The export is written on the server and neutralises text a spreadsheet would run as a formula: put
+    # such text in the grid (as a source extract could) and export again.
+    page.evaluate("""() => window.dash_clientside.set_props({type: 'grid', grid: 'zone-cells-grid'}, {rowData: [
+        {cell_id: '=HYPERLINK("http://x")', site_id: '+S1', technology: '@4G', availability_pct: -1.5,
+         breaches: '-bad', n_breaches: 1},
+        {cell_id: 'C1', site_id: 'S1', technology: '4G', availability_pct: 99.5, breaches: '', n_breaches: 0}]})""")
+    page.wait_for_function("() => document.querySelectorAll('div[id*=\"zone-cells-grid\"] "
+                           ".ag-center-cols-container .ag-row').length === 2")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export CSV").first.click()
+    text = Path(download.value.path()).read_text()
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0]
+    bad = dict(zip(header, rows[1], strict=True))
+    assert bad["Cell"] == "'=HYPERLINK(\"http://x\")" and bad["Site"] == "'+S1" and bad["Tech"] == "'@4G"
+    assert bad["Breaches"] == "'-bad" and bad["Availability %"] == "-1.5", "numbers are left as numbers"
+    assert dict(zip(header, rows[2], strict=True))["Cell"] == "C1"
+
+    # The investment ranking exports all zones, this one among them.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export CSV").nth(1).click()
+    ranking = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert download.value.suggested_filename == "investment_ranking.csv"
+    assert len(ranking) >= 3 and ranking[0]["#"] == "1" and any(r["Zone"] for r in ranking)
 
 
 def test_unknown_zone_is_an_empty_state_not_an_error(guarded_page, live_server) -> None:
