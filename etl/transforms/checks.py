@@ -81,15 +81,17 @@ def qident(name: str) -> str:
 
 
 def key_check(m: Model) -> Check:
-    """The model's key is unique and not null: bad rows are keys seen twice, or with a null part."""
+    """The model's key is unique and not null: bad rows are keys seen twice, or with a null part (other than
+    the parts the model declares `nullable_key`)."""
     keys = ", ".join(qident(k) for k in m.key)
-    nulls = " OR ".join(f"{qident(k)} IS NULL" for k in m.key)
+    nulls = " OR ".join(f"{qident(k)} IS NULL" for k in m.key if k not in m.nullable_key) or "false"
     sql = (
         f"SELECT {keys}, count(*) AS n_rows FROM {qident(m.name)} GROUP BY {keys} "
         f"HAVING count(*) > 1 OR {nulls}"
     )
+    nullable = f" ({', '.join(m.nullable_key)} may be null)" if m.nullable_key else ""
     return Check(name=f"key:{m.name}", table=m.name, sql=sql,
-                 description=f"{', '.join(m.key)} unique and not null ({m.grain})")
+                 description=f"{', '.join(m.key)} unique and not null{nullable} ({m.grain})")
 
 
 def range_checks(table: str, columns: Sequence[str]) -> list[Check]:

@@ -101,11 +101,26 @@ def data_window(tables: Tables) -> ir.Table:
 
 
 def usage_base(tables: Tables) -> ir.Table:
+    """The usage base every customer mart aggregates: `marts.customer_cell_daily`, built once per refresh."""
+    return tables["marts.customer_cell_daily"]
+
+
+@model(
+    "marts.customer_cell_daily",
+    grain="one row per customer per subscription per day per cell (a null cell: usage without a cell)",
+    key=("customer_id", "subscription_id", "usage_date", "cell_id"),
+    nullable_key=("cell_id",),
+    depends_on=_USAGE_DEPS,
+    partition="usage_date",
+)
+def customer_cell_daily(tables: Tables) -> ir.Table:
     """Charging aggregated per customer, subscription, date and cell, with the KPIs of each event's cell-hour.
 
     Events whose subscription is not landed (customer unknown) are left out. Each event is matched to its
     cell's KPI row for the hour it started in; the KPI sums and counts
     (`sum_<kpi>`, `n_<kpi>`) let any coarser grain take usage-weighted means of what customers experienced.
+    `subscriber_cell_usage`, `customer_360` and `churn_features` read this table instead of the events, so
+    the events are joined to their KPIs and aggregated once per refresh.
     """
     ch, kpi = tables["staging.charging"], tables["staging.kpi_hourly"]
     ch = ch.filter(ch.customer_id.notnull())  # usage of a subscription not landed belongs to no customer
@@ -155,7 +170,7 @@ def _fill_zero(t: ir.Table, columns: Sequence[str]) -> ir.Table:
     "marts.subscriber_cell_usage",
     grain="one row per customer per cell the customer's usage was charged on, over the loaded window",
     key=("customer_id", "cell_id"),
-    depends_on=_USAGE_DEPS,
+    depends_on=("marts.customer_cell_daily",),
 )
 def subscriber_cell_usage(tables: Tables) -> ir.Table:
     """One row per customer per cell used: events, revenue, share of the customer's usage, rank, and the
@@ -210,7 +225,7 @@ def subscriber_cell_usage(tables: Tables) -> ir.Table:
     depends_on=(
         "staging.customers", "staging.subscriptions", "staging.promotions", "staging.charging",
         "staging.topups", "staging.bills", "staging.tickets", "staging.kpi_hourly", "staging.alarms",
-        "marts.subscriber_cell_usage", "marts.alarm_customers",
+        "marts.customer_cell_daily", "marts.subscriber_cell_usage", "marts.alarm_customers",
     ),
 )
 def customer_360(tables: Tables) -> ir.Table:
@@ -389,7 +404,7 @@ def _ts_in_lookback(ts: ir.TimestampValue, snap: ir.DateValue, days: int = LOOKB
     depends_on=(
         "staging.customers", "staging.subscriptions", "staging.promotions", "staging.charging",
         "staging.topups", "staging.bills", "staging.tickets", "staging.kpi_hourly", "staging.alarms",
-        "marts.alarm_customers",
+        "marts.customer_cell_daily", "marts.alarm_customers",
     ),
 )
 def churn_features(tables: Tables) -> ir.Table:

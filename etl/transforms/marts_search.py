@@ -1,15 +1,17 @@
 """Lookup marts for finding a customer and drawing their page: search keys, and usage per customer.
 
-The customer page reads one customer at a time. Each mart here is stored in customer order, so DuckDB's
-per-row-group min/max statistics let a lookup by `customer_id` read one row group instead of the table
-(at a million customers, a few milliseconds instead of a scan of every charging row).
+The customer page reads one customer at a time. Each mart here is stored in customer order (the usage
+marts: each day's rows in customer order), so DuckDB's per-row-group min/max statistics let a lookup by
+`customer_id` read one row group (a day) instead of the table (at a million customers, a few
+milliseconds instead of a scan of every charging row).
 
 - `marts.customer_search`: one row per customer with a normalised name key (lower case, accents and
   punctuation folded, every word preceded by a space) so "d'angelo" finds "Ana D'Angelo", beside the
   customer_360 summary the page shows;
 - `marts.msisdn_lookup`: one row per subscription with its number as digits only (an international `00`
   prefix dropped), so a number typed in any notation is compared digit by digit;
-- `marts.customer_usage_daily`: usage and charges per customer, day and service over the loaded window;
+- `marts.customer_usage_daily`: usage and charges per customer, day and service over the loaded window
+  (each day's rows in customer order: a refresh rewrites only the days that changed);
 - `marts.customer_usage_hourly`: usage per customer, cell and hour over the last loaded days, beside which
   the page draws the KPIs of the same cells.
 
@@ -99,6 +101,7 @@ def msisdn_lookup(tables: Tables) -> ir.Table:
     grain="one row per customer per day per service used",
     key=("customer_id", "usage_date", "service"),
     depends_on=_DAILY_DEPS,
+    partition="usage_date",
 )
 def customer_usage_daily(tables: Tables) -> ir.Table:
     """One row per customer per day per service: events, charges, and quantity in the service's units
@@ -120,7 +123,14 @@ def customer_usage_daily(tables: Tables) -> ir.Table:
         amount=g.amount.fill_null(0.0), data_mb=g.data_mb.fill_null(0.0), voice_min=g.voice_min.fill_null(0.0),
         n_sms=g.n_sms.fill_null(0.0), n_other=g.n_other.fill_null(0.0),
     )
-    return g.order_by(["customer_id", "usage_date", "service"])
+    return g.order_by(["usage_date", "customer_id", "service"])
+
+
+def hourly_floor(tables: Tables) -> ir.Table:
+    """One row, `from_date`: the first date `marts.customer_usage_hourly` keeps (HOURLY_DAYS back from the
+    last loaded date, that date included)."""
+    w = data_window(tables)
+    return w.select(from_date=(w.end_date - ibis.interval(days=HOURLY_DAYS - 1)).cast("date"))
 
 
 @model(
@@ -128,18 +138,20 @@ def customer_usage_daily(tables: Tables) -> ir.Table:
     grain="one row per customer per cell per hour, over the last HOURLY_DAYS loaded days",
     key=("customer_id", "cell_id", "hour_at"),
     depends_on=_WINDOW_DEPS,
+    partition="usage_date",
+    partition_floor=hourly_floor,
+    floor_inputs=tuple(d for d in _WINDOW_DEPS if d != "staging.charging"),
 )
 def customer_usage_hourly(tables: Tables) -> ir.Table:
     """One row per customer per cell per hour of the last 7 loaded days (the last loaded date included):
-    events by kind, data MB, voice minutes, messages and charges; events without a cell (roaming abroad)
-    have no row. Stored in customer_id, hour order.
+    events by kind, data MB, voice minutes, messages and charges, and `usage_date` (the hour's date); events
+    without a cell (roaming abroad) have no row. Each date's rows are stored in customer_id, hour order.
     """
     ch = tables["staging.charging"]
-    w = data_window(tables)
-    win = w.select(from_at=day_start(w.end_date - ibis.interval(days=HOURLY_DAYS - 1)))
+    win = hourly_floor(tables).select(from_at=day_start(ibis._.from_date))
     ch = ch.filter(ch.customer_id.notnull() & ch.cell_id.notnull()).cross_join(win)
     ch = ch.filter(ch.usage_at >= ch.from_at)
-    g = ch.group_by(["customer_id", "cell_id", ch.usage_at.truncate("h").name("hour_at")]).aggregate(
+    g = ch.group_by(["customer_id", "cell_id", ch.usage_at.truncate("h").name("hour_at"), "usage_date"]).aggregate(
         zone_id=ch.zone_id.max(),
         n_events=ch.count(),
         n_voice=count_if(ch, ch.service == "voice"),
@@ -151,7 +163,7 @@ def customer_usage_hourly(tables: Tables) -> ir.Table:
     )
     g = g.mutate(data_mb=g.data_mb.fill_null(0.0), voice_min=g.voice_min.fill_null(0.0),
                  amount=g.amount.fill_null(0.0))
-    return g.order_by(["customer_id", "hour_at", "cell_id"])
+    return g.order_by(["usage_date", "customer_id", "hour_at", "cell_id"])
 
 
 register_check(Check(

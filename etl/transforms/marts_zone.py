@@ -93,6 +93,7 @@ def daily_fees(tables: Tables) -> ir.Table:
     key=("zone_id", "date", "service", "payment_type"),
     depends_on=("staging.charging", "staging.customers", "staging.subscriptions", "staging.promotions",
                 "staging.calendar", "staging.zones"),
+    partition="date",
 )
 def zone_daily(tables: Tables) -> ir.Table:
     """One row per zone, day, service and payment type: revenue, usage and the subscribers behind it.

@@ -25,6 +25,20 @@ class Model:
     depends_on: tuple[str, ...]
     """Qualified names of the tables the model reads."""
     build: Callable[[Tables], ir.Table]
+    nullable_key: tuple[str, ...] = ()
+    """Key columns that may be null (a null is one value of the key: still unique with the others)."""
+    partition: str | None = None
+    """A DATE column such that the model's rows of one date depend only on its fact inputs' rows of that
+    date (and on its other inputs as a whole). Set, the DuckDB engine rebuilds only the dates whose input
+    rows changed, while every other input is unchanged (`etl.transforms.incremental`)."""
+    partition_floor: Callable[[Tables], ir.Table] | None = None
+    """For a model that keeps a moving window of dates: one row, `from_date`, the first date it keeps
+    (older dates are deleted on an incremental build)."""
+    floor_inputs: tuple[str, ...] = ()
+    """Inputs the model reads only to place its window (`partition_floor`): not dimensions of its rows."""
+    always_whole: bool = False
+    """A partitioned model whose dates are not independent (the calendar fills the span between the first
+    and last dates): always rebuilt whole, its changed dates found by comparing its rows date by date."""
 
     @property
     def layer(self) -> Literal["staging", "marts"]:
@@ -34,15 +48,22 @@ class Model:
 MODELS: dict[str, Model] = {}
 
 
-def model(name: str, *, grain: str, key: tuple[str, ...], depends_on: tuple[str, ...]):
+def model(name: str, *, grain: str, key: tuple[str, ...], depends_on: tuple[str, ...],
+          nullable_key: tuple[str, ...] = (), partition: str | None = None,
+          partition_floor: Callable[[Tables], ir.Table] | None = None, floor_inputs: tuple[str, ...] = (),
+          always_whole: bool = False):
     """Register a model-building function under `name` (`staging.x` or `marts.x`)."""
     if not name.startswith(("staging.", "marts.")):
         raise ValueError(f"model name must be staging.<x> or marts.<x>, got {name}")
+    if not set(nullable_key) <= set(key):
+        raise ValueError(f"{name}: nullable_key {nullable_key} must be part of the key {key}")
 
     def register(fn: Callable[[Tables], ir.Table]) -> Callable[[Tables], ir.Table]:
         if name in MODELS and MODELS[name].build is not fn:
             raise ValueError(f"model {name} registered twice")
-        MODELS[name] = Model(name=name, grain=grain, key=key, depends_on=depends_on, build=fn)
+        MODELS[name] = Model(name=name, grain=grain, key=key, depends_on=depends_on, build=fn,
+                             nullable_key=nullable_key, partition=partition, partition_floor=partition_floor,
+                             floor_inputs=floor_inputs, always_whole=always_whole)
         return fn
 
     return register

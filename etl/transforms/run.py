@@ -35,6 +35,7 @@ from etl.config import Engine, Settings
 from etl.errors import CheckFailed, OpencemError
 from etl.geo import GEO_TABLES, ensure_geo_tables
 from etl.transforms import load_models
+from etl.transforms.incremental import STATE_TABLE, Planner, changed_dates, rebuild_dates
 from etl.transforms.checks import CheckResult, checks_for, failure_message, qident, run_checks, write_checks
 from etl.transforms.registry import Model
 
@@ -70,11 +71,14 @@ class BuildResult:
 
 
 def build(con: duckdb.DuckDBPyConnection, *, engine: Engine = "duckdb", settings: Settings | None = None,
-          spark: SparkSession | None = None, only: Iterable[str] | None = None) -> BuildResult:
+          spark: SparkSession | None = None, only: Iterable[str] | None = None,
+          incremental: bool = True) -> BuildResult:
     """Build every registered model into the DuckDB file behind `con`, check, and write `meta.checks`.
 
     `spark` is an existing session to reuse (one is started, and stopped after, when it is None).
     `only` restricts the build to these models and the models they depend on (for tests and debugging).
+    With `incremental` (DuckDB only, and not with `only`), partitioned models whose table is already in the
+    file rebuild only the dates whose inputs changed since the last build (`etl.transforms.incremental`).
     Raises `CheckFailed` when a check fails (after `meta.checks` is written).
     """
     settings = settings or Settings()
@@ -87,9 +91,10 @@ def build(con: duckdb.DuckDBPyConnection, *, engine: Engine = "duckdb", settings
     write_kpi_thresholds(con, settings)
     timings: dict[str, float] = {}
     if engine == "duckdb":
-        _build_duckdb(con, order, timings)
+        _build_duckdb(con, order, timings, incremental=incremental and only is None)
     else:
         _build_spark(con, order, timings, session=spark)
+        con.execute(f"DROP TABLE IF EXISTS {STATE_TABLE}")  # the next DuckDB build starts whole
     rows = {m.name: _count(con, m.name) for m in order}
     for m in order:
         log.info("build: %s %d rows in %.2f s", m.name, rows[m.name], timings[m.name])
@@ -173,15 +178,30 @@ def write_kpi_thresholds(con: duckdb.DuckDBPyConnection, settings: Settings) -> 
 # --- DuckDB ----------------------------------------------------------------------------------------------
 
 
-def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: dict[str, float]) -> None:
+def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: dict[str, float], *,
+                  incremental: bool) -> None:
     be = ibis.duckdb.from_connection(con)
     tables = {name: _ibis_table(be, name) for name in external_inputs(order)}
+    t = time.perf_counter()
+    planner = Planner(con, order, enabled=incremental)
+    timings["incremental:plan"] = time.perf_counter() - t
     for m in order:
         t = time.perf_counter()
         schema, _, table = m.name.partition(".")
-        be.create_table(table, m.build(tables), database=schema, overwrite=True)
+        expr = m.build(tables)
+        dates = planner.plan(m, expr) if m.partition else None
+        if dates is None:
+            before = planner.fingerprints_of(m)
+            be.create_table(table, expr, database=schema, overwrite=True)
+            if m.partition:
+                planner.touched[m.name] = changed_dates(before, planner.fingerprints_of(m))
+        else:
+            planner.touched[m.name] = rebuild_dates(con, m, expr, dates, tables)
+            log.info("build: %s rebuilt %d date(s) of %d changed", m.name, len(planner.touched[m.name]),
+                     len(dates))
         tables[m.name] = _ibis_table(be, m.name)
         timings[m.name] = time.perf_counter() - t
+    planner.save()
 
 
 def _ibis_table(be, name: str) -> ir.Table:

@@ -123,7 +123,7 @@ def subscriptions(tables: Tables) -> ir.Table:
 
 
 @model("staging.charging", grain="one row per rated usage event", key=("usage_id",),
-       depends_on=("raw.charging", "raw.subscriptions", "staging.cell_zone"))
+       depends_on=("raw.charging", "raw.subscriptions", "staging.cell_zone"), partition="usage_date")
 def charging(tables: Tables) -> ir.Table:
     """One row per rated usage event: the contract columns, plus
 
@@ -189,7 +189,7 @@ def promotions(tables: Tables) -> ir.Table:
 
 
 @model("staging.topups", grain="one row per prepaid top-up", key=("topup_id",),
-       depends_on=("raw.topups", "raw.subscriptions"))
+       depends_on=("raw.topups", "raw.subscriptions"), partition="topup_date")
 def topups(tables: Tables) -> ir.Table:
     """One row per prepaid top-up: the contract columns, plus `topup_date` (DATE of `topup_at`) and
     `customer_id` (the subscription's customer; null if the subscription is not landed)."""
@@ -227,7 +227,7 @@ def _ratio(num: ir.Value, den: ir.Value) -> ir.Value:
 
 
 @model("staging.kpi_hourly", grain="one row per cell per hour", key=("cell_id", "period_start"),
-       depends_on=("raw.kpi_hourly", "raw.cells", "staging.cell_zone"))
+       depends_on=("raw.kpi_hourly", "raw.cells", "staging.cell_zone"), partition="kpi_date")
 def kpi_hourly(tables: Tables) -> ir.Table:
     """One row per cell per hour, derived KPIs recomputed from 3GPP TS 32.450 counters where present.
 
@@ -344,7 +344,7 @@ def days_in_month(year: ir.IntegerValue, month: ir.IntegerValue) -> ir.IntegerVa
 
 
 @model("staging.calendar", grain="one row per day", key=("date",),
-       depends_on=tuple(name for name, _ in CALENDAR_SOURCES))
+       depends_on=tuple(name for name, _ in CALENDAR_SOURCES), partition="date", always_whole=True)
 def calendar(tables: Tables) -> ir.Table:
     """One row per day from the first to the last day with a usage event, a top-up or a KPI hour.
 
