@@ -256,67 +256,248 @@ def alarm_cells(db: WarehouseReader, specs: Sequence[AlarmSpec]) -> pl.DataFrame
                     "ORDER BY alarm_id, cell_id", _spec_params(specs))
 
 
-def affected_customers(db: WarehouseReader, specs: Sequence[AlarmSpec], *, as_of_at: datetime | None
-                       ) -> pl.DataFrame:
+#: The marts the rule reads as counts for the whole hours they hold (etl/transforms/marts_assurance.py).
+HOURLY_TABLES = ("marts.assurance_usage_range", "marts.cell_customers", "marts.customer_usage_hourly",
+                 "marts.customer_roaming_hourly")
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ImpactWindow:
+    """Where the rule reads an alarm's window [start, end): the whole hours [hours_from, hours_to) from the
+    hourly marts (None: none), and the rest, `slices`, from the charging events."""
+
+    start: datetime
+    end: datetime
+    hours: tuple[datetime, datetime] | None
+    slices: tuple[tuple[datetime, datetime], ...]
+
+
+def impact_window(raised_at: datetime, as_of_at: datetime | None) -> tuple[datetime, datetime]:
+    """The 168 hours before the raise, ending at `as_of_at` instead when the raise is later."""
+    end = as_of_at if as_of_at is not None and raised_at > as_of_at else raised_at
+    return end - timedelta(hours=IMPACT_WINDOW_HOURS), end
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    return _floor_hour(t) + (HOUR if _floor_hour(t) < t else timedelta(0))
+
+
+def split_window(start: datetime, end: datetime, usage_range: dict | None) -> ImpactWindow:
+    """Split [start, end) into the whole hours the hourly marts hold and the slices read from the events.
+
+    `usage_range` is the row of `marts.assurance_usage_range` (None: no hourly marts, every event is read).
+    The hours start at the first whole hour of the window that is at or after `hours_from_at`; before them
+    (a partial first hour, or a window that starts before the marts' hours) and after them (the partial last
+    hour) the events are read, but never before `usage_from_at`, the first usage loaded. With no hours to
+    read (`hours` None), every event of the window is read.
+    """
+    whole = ImpactWindow(start, end, None, ((start, end),))
+    first_usage = (usage_range or {}).get("usage_from_at")
+    if not usage_range or usage_range.get("hours_from_at") is None or first_usage is None:
+        return whole
+    lo, hi = _ceil_hour(max(start, usage_range["hours_from_at"])), _floor_hour(end)
+    if lo >= hi:
+        return whole
+    slices = tuple((a, b) for a, b in ((max(start, first_usage), lo), (hi, end)) if a < b)
+    return ImpactWindow(start, end, (lo, hi), slices)
+
+
+def usage_range(db: WarehouseReader) -> dict | None:
+    """The row of `marts.assurance_usage_range` of the live version (None without the hourly marts)."""
+    if not all(db.has_table(t) for t in HOURLY_TABLES):
+        return None
+
+    def read() -> dict | None:
+        df = db.query("SELECT hours_from_at, usage_from_at FROM marts.assurance_usage_range")
+        return df.row(0, named=True) if df.height else None
+
+    return db.memo("assurance_usage_range", read)
+
+
+_WINDOW_SPECS_SQL = """
+    specs AS (SELECT unnest($ids) AS alarm_id, unnest($objects) AS object_id, unnest($types) AS object_type,
+                     unnest($raised)::TIMESTAMP AS raised_at, unnest($w_start)::TIMESTAMP AS w_start,
+                     unnest($w_end)::TIMESTAMP AS w_end, unnest($h_from)::TIMESTAMP AS h_from,
+                     unnest($h_to)::TIMESTAMP AS h_to),
+    acells AS (
+        SELECT DISTINCT s.alarm_id, c.cell_id
+        FROM specs s JOIN staging.cells c
+          ON (s.object_type = 'site' AND c.site_id = s.object_id)
+          OR (s.object_type = 'cell' AND c.cell_id = s.object_id))
+"""
+
+# The rule on `cand` (alarm_id, customer_id, n_on: events on the alarm's cells in the window) and `ev`
+# (alarm_id, customer_id, cell_id, n, revenue: every event of each candidate in the window, a null cell for
+# events without one), whichever way they were counted.
+_RULE_SQL = """
+    per AS (
+        SELECT alarm_id, customer_id,
+               sum(n) FILTER (WHERE cell_id IS NOT NULL) AS n_events_7d,
+               sum(revenue) AS usage_revenue_7d,
+               first(cell_id ORDER BY n DESC, cell_id) FILTER (WHERE cell_id IS NOT NULL) AS home_cell_id
+        FROM ev GROUP BY ALL),
+    hit AS (
+        SELECT p.*, c.n_on AS n_events_on_alarm_cells,
+               CASE WHEN c.n_on * 2 > p.n_events_7d THEN 'majority' ELSE 'home_cell' END AS tier
+        FROM per p JOIN cand c USING (alarm_id, customer_id)
+        WHERE c.n_on * 2 > p.n_events_7d
+           OR EXISTS (SELECT 1 FROM acells a WHERE a.alarm_id = p.alarm_id AND a.cell_id = p.home_cell_id)),
+    fees AS (
+        SELECT h.alarm_id, h.customer_id, sum(s.monthly_fee) AS monthly_fee_total
+        FROM hit h JOIN specs USING (alarm_id) JOIN staging.subscriptions s ON s.customer_id = h.customer_id
+        WHERE s.start_date <= specs.raised_at::DATE
+          AND (s.termination_date IS NULL OR s.termination_date > specs.raised_at::DATE)
+        GROUP BY ALL)
+    SELECT h.alarm_id, h.customer_id, h.tier, h.n_events_on_alarm_cells, h.n_events_7d,
+           h.n_events_on_alarm_cells / h.n_events_7d AS share_on_alarm_cells, h.home_cell_id,
+           h.usage_revenue_7d, coalesce(f.monthly_fee_total, 0.0) AS monthly_fee_total,
+           h.usage_revenue_7d / $hours + coalesce(f.monthly_fee_total, 0.0) / $per_month AS revenue_per_hour
+    FROM hit h LEFT JOIN fees f USING (alarm_id, customer_id)
+    ORDER BY h.alarm_id, h.tier DESC, revenue_per_hour DESC, h.customer_id
+"""
+
+# Every event of the window, from staging.charging: candidates on the alarm's cells, then all their events.
+_FROM_EVENTS_SQL = """
+    cand AS MATERIALIZED (
+        SELECT s.alarm_id, ch.customer_id, count(*) AS n_on
+        FROM specs s JOIN acells a USING (alarm_id)
+        JOIN staging.charging ch ON ch.cell_id = a.cell_id
+         AND ch.usage_at >= s.w_start AND ch.usage_at < s.w_end
+        WHERE ch.customer_id IS NOT NULL
+        GROUP BY ALL),
+    ev AS (
+        SELECT c.alarm_id, c.customer_id, ch.cell_id, count(*) AS n, sum(ch.amount) AS revenue
+        FROM cand c JOIN specs s USING (alarm_id)
+        JOIN staging.charging ch ON ch.customer_id = c.customer_id
+         AND ch.usage_at >= s.w_start AND ch.usage_at < s.w_end
+        GROUP BY ALL),
+"""
+
+# The whole hours [h_from, h_to) from the hourly marts, the slices of the window around them from the
+# events: customers the alarm's cells served then (a superset: cell_customers says which hours only by
+# their first and last), then their counts per cell.
+_FROM_HOURS_SQL = """
+    slices AS (SELECT unnest($slice_alarm::VARCHAR[]) AS alarm_id, unnest($slice_lo::TIMESTAMP[]) AS lo,
+                      unnest($slice_hi::TIMESTAMP[]) AS hi),
+    near0 AS (
+        SELECT s.alarm_id, cc.customer_id
+        FROM specs s JOIN acells a USING (alarm_id) JOIN marts.cell_customers cc ON cc.cell_id = a.cell_id
+        WHERE cc.last_hour_at >= s.h_from AND cc.first_hour_at < s.h_to
+        UNION
+        SELECT o.alarm_id, ch.customer_id
+        FROM staging.charging ch JOIN acells a ON a.cell_id = ch.cell_id
+        JOIN slices o ON o.alarm_id = a.alarm_id AND ch.usage_at >= o.lo AND ch.usage_at < o.hi
+        WHERE ch.customer_id IS NOT NULL AND ({spans})),
+    near AS MATERIALIZED (
+        SELECT n.alarm_id, n.customer_id, s.h_from, s.h_to FROM near0 n JOIN specs s USING (alarm_id)),
+    sl AS (
+        SELECT o.alarm_id, ch.customer_id, ch.cell_id, count(*) AS n, sum(ch.amount) AS revenue
+        FROM staging.charging ch JOIN near c ON c.customer_id = ch.customer_id
+        JOIN slices o ON o.alarm_id = c.alarm_id AND ch.usage_at >= o.lo AND ch.usage_at < o.hi
+        WHERE {spans}
+        GROUP BY ALL),
+    ev AS MATERIALIZED (
+        SELECT alarm_id, customer_id, cell_id, sum(n) AS n, sum(revenue) AS revenue
+        FROM (
+            SELECT c.alarm_id, h.customer_id, h.cell_id, h.n_events AS n, h.amount AS revenue
+            FROM near c JOIN marts.customer_usage_hourly h ON h.customer_id = c.customer_id
+            WHERE h.hour_at >= c.h_from AND h.hour_at < c.h_to
+              AND h.hour_at >= $hours_lo AND h.hour_at < $hours_hi
+            UNION ALL
+            SELECT c.alarm_id, r.customer_id, NULL AS cell_id, r.n_events AS n, r.amount AS revenue
+            FROM near c JOIN marts.customer_roaming_hourly r ON r.customer_id = c.customer_id
+            WHERE r.hour_at >= c.h_from AND r.hour_at < c.h_to
+            UNION ALL
+            SELECT alarm_id, customer_id, cell_id, n, revenue FROM sl)
+        GROUP BY ALL),
+    cand AS (
+        SELECT e.alarm_id, e.customer_id, sum(e.n) AS n_on
+        FROM ev e JOIN acells a USING (alarm_id, cell_id) GROUP BY ALL),
+"""
+#: At most this many separate time ranges bound the scan of the slices' events (beyond: one range over all).
+MAX_SPANS = 16
+
+
+def _spans(slices: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The slices merged where they overlap or touch, in time order (at most MAX_SPANS: else their hull)."""
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(slices):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    if len(out) > MAX_SPANS:
+        out = [(out[0][0], max(hi for _, hi in out))]
+    return out
+
+
+def affected_customers(db: WarehouseReader, specs: Sequence[AlarmSpec], *, as_of_at: datetime | None,
+                       hourly: bool = True) -> pl.DataFrame:
     """One row per alarm per affected customer (`IMPACT_SCHEMA`), by the rule in the module docstring.
 
     The window is the 168 hours before the raise, ending at `as_of_at` instead when the raise is later;
     revenue per hour is the window's usage revenue / 168 plus the recurring fees of the subscriptions
     active on the day of the raise / 730.5 (as the mart).
+
+    The whole hours of the window that the hourly marts hold are read as counts (`split_window`), the rest
+    from `staging.charging`'s events; an alarm whose window the marts do not reach (an old one), or every
+    alarm with `hourly=False` or on a warehouse without those marts, is read from the events alone. Both
+    ways give the same rows (the sums of charges may differ in the last bits of a float).
     """
     if not specs or not db.has_table("staging.charging"):
         return pl.DataFrame(schema=IMPACT_SCHEMA)
-    params = {**_spec_params(specs), "as_of": as_of_at, "hours": IMPACT_WINDOW_HOURS,
-              "per_month": HOURS_PER_MONTH}
-    df = db.query(
-        f"""
-        WITH {_SPECS_SQL},
-        win AS (
-            SELECT alarm_id, raised_at,
-                   CASE WHEN $as_of IS NOT NULL AND raised_at > $as_of THEN $as_of ELSE raised_at END AS w_end
-            FROM specs),
-        win2 AS (SELECT alarm_id, raised_at, w_end, w_end - to_hours($hours) AS w_start FROM win),
-        cand AS (
-            SELECT w.alarm_id, ch.customer_id, count(*) AS n_on
-            FROM win2 w JOIN acells a USING (alarm_id)
-            JOIN staging.charging ch ON ch.cell_id = a.cell_id
-             AND ch.usage_at >= w.w_start AND ch.usage_at < w.w_end
-            WHERE ch.customer_id IS NOT NULL
-            GROUP BY ALL),
-        ev AS (
-            SELECT c.alarm_id, c.customer_id, ch.cell_id, count(*) AS n, sum(ch.amount) AS revenue
-            FROM cand c JOIN win2 w USING (alarm_id)
-            JOIN staging.charging ch ON ch.customer_id = c.customer_id
-             AND ch.usage_at >= w.w_start AND ch.usage_at < w.w_end
-            GROUP BY ALL),
-        per AS (
-            SELECT alarm_id, customer_id,
-                   sum(n) FILTER (WHERE cell_id IS NOT NULL) AS n_events_7d,
-                   sum(revenue) AS usage_revenue_7d,
-                   first(cell_id ORDER BY n DESC, cell_id) FILTER (WHERE cell_id IS NOT NULL) AS home_cell_id
-            FROM ev GROUP BY ALL),
-        hit AS (
-            SELECT p.*, c.n_on AS n_events_on_alarm_cells,
-                   CASE WHEN c.n_on * 2 > p.n_events_7d THEN 'majority' ELSE 'home_cell' END AS tier
-            FROM per p JOIN cand c USING (alarm_id, customer_id)
-            WHERE c.n_on * 2 > p.n_events_7d
-               OR EXISTS (SELECT 1 FROM acells a WHERE a.alarm_id = p.alarm_id AND a.cell_id = p.home_cell_id)),
-        fees AS (
-            SELECT h.alarm_id, h.customer_id, sum(s.monthly_fee) AS monthly_fee_total
-            FROM hit h JOIN specs USING (alarm_id) JOIN staging.subscriptions s ON s.customer_id = h.customer_id
-            WHERE s.start_date <= specs.raised_at::DATE
-              AND (s.termination_date IS NULL OR s.termination_date > specs.raised_at::DATE)
-            GROUP BY ALL)
-        SELECT h.alarm_id, h.customer_id, h.tier, h.n_events_on_alarm_cells, h.n_events_7d,
-               h.n_events_on_alarm_cells / h.n_events_7d AS share_on_alarm_cells, h.home_cell_id,
-               h.usage_revenue_7d, coalesce(f.monthly_fee_total, 0.0) AS monthly_fee_total,
-               h.usage_revenue_7d / $hours + coalesce(f.monthly_fee_total, 0.0) / $per_month AS revenue_per_hour
-        FROM hit h LEFT JOIN fees f USING (alarm_id, customer_id)
-        ORDER BY h.alarm_id, h.tier DESC, revenue_per_hour DESC, h.customer_id
-        """,
-        params,
-    )
+    rng = usage_range(db) if hourly else None
+    windows = [split_window(*impact_window(s.raised_at, as_of_at), rng) for s in specs]
+    parts = []
+    events = [(s, w) for s, w in zip(specs, windows, strict=True) if w.hours is None]
+    hours = [(s, w) for s, w in zip(specs, windows, strict=True) if w.hours is not None]
+    if events:
+        parts.append(_rule_query(db, events, _FROM_EVENTS_SQL, {}))
+    if hours:
+        parts.append(_hours_query(db, hours))
+    parts = [p for p in parts if p.height]
+    if not parts:
+        return pl.DataFrame(schema=IMPACT_SCHEMA)
+    if len(parts) == 1:
+        return parts[0]
+    return pl.concat(parts).sort(["alarm_id", "tier", "revenue_per_hour", "customer_id"],
+                                 descending=[False, True, True, False], nulls_last=True)
+
+
+def _rule_query(db: WarehouseReader, specs: Sequence[tuple[AlarmSpec, ImpactWindow]], source_sql: str,
+                extra: dict) -> pl.DataFrame:
+    params = {
+        "ids": [s.alarm_id for s, _ in specs], "objects": [s.object_id for s, _ in specs],
+        "types": [s.object_type for s, _ in specs], "raised": [s.raised_at for s, _ in specs],
+        "w_start": [w.start for _, w in specs], "w_end": [w.end for _, w in specs],
+        "h_from": [w.hours[0] if w.hours else None for _, w in specs],
+        "h_to": [w.hours[1] if w.hours else None for _, w in specs],
+        "hours": IMPACT_WINDOW_HOURS, "per_month": HOURS_PER_MONTH, **extra,
+    }
+    df = db.query(f"WITH {_WINDOW_SPECS_SQL}, {source_sql} {_RULE_SQL}", params)
     return df.cast(IMPACT_SCHEMA) if df.height else pl.DataFrame(schema=IMPACT_SCHEMA)
+
+
+def _hours_query(db: WarehouseReader, specs: Sequence[tuple[AlarmSpec, ImpactWindow]]) -> pl.DataFrame:
+    """The rule for alarms whose window the hourly marts reach. The events of the slices are read within
+    explicit time ranges (`_spans`), so a table stored in time order is read only where they lie."""
+    pairs = [(s.alarm_id, sl) for s, w in specs for sl in w.slices]
+    spans = _spans(sl for _, sl in pairs)
+    extra: dict = {
+        "slice_alarm": [a for a, _ in pairs], "slice_lo": [lo for _, (lo, _) in pairs],
+        "slice_hi": [hi for _, (_, hi) in pairs],
+        "hours_lo": min(w.hours[0] for _, w in specs), "hours_hi": max(w.hours[1] for _, w in specs),
+    }
+    terms = []
+    for i, (lo, hi) in enumerate(spans):
+        terms.append(f"(ch.usage_at >= $span{i}_lo AND ch.usage_at < $span{i}_hi)")
+        extra |= {f"span{i}_lo": lo, f"span{i}_hi": hi}
+    return _rule_query(db, specs, _FROM_HOURS_SQL.format(spans=" OR ".join(terms) or "false"), extra)
 
 
 def vip_flags(db: WarehouseReader, customer_ids: Sequence[str]) -> dict[str, bool]:

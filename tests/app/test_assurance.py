@@ -36,10 +36,11 @@ def spec_of(db: WarehouseReader, alarm_id: str) -> qa.AlarmSpec:
     return qa.AlarmSpec(*r.row(0))
 
 
-def test_the_rule_gives_the_marts_answer_for_every_alarm(db: WarehouseReader, at: datetime) -> None:
+@pytest.mark.parametrize("hourly", [True, False], ids=["hourly_marts", "events_only"])
+def test_the_rule_gives_the_marts_answer_for_every_alarm(db: WarehouseReader, at: datetime, hourly: bool) -> None:
     specs = [qa.AlarmSpec(*r) for r in db.query(
         "SELECT alarm_id, alarmed_object_id, alarmed_object_type, raised_at FROM staging.alarms").rows()]
-    impact = qa.affected_customers(db, specs, as_of_at=at).filter(pl.col("tier") == "majority")
+    impact = qa.affected_customers(db, specs, as_of_at=at, hourly=hourly).filter(pl.col("tier") == "majority")
     mart = db.query("SELECT alarm_id, customer_id, n_events_on_alarm_cells, n_events_7d, revenue_per_hour "
                     "FROM marts.alarm_customers")
     assert mart.height > 100
@@ -106,6 +107,80 @@ def test_a_live_alarm_after_the_data_is_judged_on_the_last_week_loaded(db: Wareh
     est = qa.simulate_outage(db, "site", site)
     assert est.n_customers == now.filter(pl.col("tier") == "majority").height
     assert est.n_cells == len(TRUTH["outages"][0]["cell_ids"]) and est.at == at
+
+
+def _same_rows(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    """The same rows in the same order; sums of charges to 1e-9 (counted per hour or per event)."""
+    assert a.columns == b.columns and a.height == b.height
+    for c in a.columns:
+        if a[c].dtype == pl.Float64:
+            assert (a[c] - b[c]).abs().max() < 1e-9, c
+        else:
+            assert a[c].to_list() == b[c].to_list(), c
+
+
+def test_hourly_counts_give_the_events_answer_at_every_edge(db: WarehouseReader, at: datetime) -> None:
+    """Alarms raised on an event (it falls out of the window), a microsecond after it, on the hour before
+    and after it, and a week and half a week after it (it opens the window): the whole hours read from the
+    hourly marts and the rest from the events give exactly what the events alone give."""
+    rng = qa.usage_range(db)
+    assert rng is not None and rng["hours_from_at"] > rng["usage_from_at"]  # the sample holds 28 days
+    events = db.query(
+        "SELECT usage_at, cell_id, c.site_id FROM staging.charging JOIN staging.cells c USING (cell_id) "
+        "WHERE usage_at >= $t - INTERVAL 9 DAY ORDER BY usage_id LIMIT 12 OFFSET 5000", {"t": at})
+    specs = []
+    for t, cell, site in events.rows():
+        hour = t.replace(minute=0, second=0, microsecond=0)
+        for raised in (t, t + timedelta(microseconds=1), hour, hour + timedelta(hours=1),
+                       t + timedelta(hours=qa.IMPACT_WINDOW_HOURS), t + timedelta(hours=84, minutes=30)):
+            for obj, kind in ((cell, "cell"), (site, "site")):
+                specs.append(qa.AlarmSpec(f"X{len(specs):03d}", obj, kind, raised))
+    windows = [qa.split_window(*qa.impact_window(s.raised_at, at), rng) for s in specs]
+    assert any(w.hours and w.slices for w in windows) and any(w.hours is None for w in windows)
+    hourly = qa.affected_customers(db, specs, as_of_at=at)
+    events_only = qa.affected_customers(db, specs, as_of_at=at, hourly=False)
+    assert hourly.height > 100
+    _same_rows(hourly, events_only)
+    for spec in specs[:4]:  # one alarm at a time, as the page asks
+        _same_rows(qa.affected_customers(db, [spec], as_of_at=at),
+                   qa.affected_customers(db, [spec], as_of_at=at, hourly=False))
+
+
+def test_a_live_alarm_after_the_data_is_read_from_the_hourly_marts_alone(db: WarehouseReader, at: datetime) -> None:
+    rng = qa.usage_range(db)
+    w = qa.split_window(*qa.impact_window(at + timedelta(hours=5), at), rng)
+    assert w == qa.ImpactWindow(at - timedelta(hours=168), at, (at - timedelta(hours=168), at), ())
+    site = TRUTH["outages"][0]["site_id"]
+    spec = qa.AlarmSpec("L", site, "site", at + timedelta(hours=5))
+    _same_rows(qa.affected_customers(db, [spec], as_of_at=at),
+               qa.affected_customers(db, [spec], as_of_at=at, hourly=False))
+
+
+def test_split_window_reads_whole_hours_from_the_marts_and_the_rest_from_events() -> None:
+    t = datetime(2026, 10, 20, 12, 34, 56)
+    start, end = qa.impact_window(t, None)
+    assert (start, end) == (t - timedelta(hours=168), t)
+    assert qa.impact_window(t, datetime(2026, 10, 19)) == (datetime(2026, 10, 12), datetime(2026, 10, 19))
+    h = datetime(2026, 10, 13, 13)  # the first whole hour of the window
+    rng = {"hours_from_at": datetime(2026, 10, 1), "usage_from_at": datetime(2026, 9, 1)}
+    assert qa.split_window(start, end, rng) == qa.ImpactWindow(
+        start, end, (h, datetime(2026, 10, 20, 12)), ((start, h), (datetime(2026, 10, 20, 12), end)))
+    # The marts start after the window does: the events up to their first hour, none before the first usage.
+    rng = {"hours_from_at": datetime(2026, 10, 15), "usage_from_at": datetime(2026, 10, 14, 6)}
+    w = qa.split_window(start, end, rng)
+    assert w.hours == (datetime(2026, 10, 15), datetime(2026, 10, 20, 12))
+    assert w.slices == ((datetime(2026, 10, 14, 6), datetime(2026, 10, 15)), (datetime(2026, 10, 20, 12), end))
+    rng = {"hours_from_at": datetime(2026, 10, 15), "usage_from_at": datetime(2026, 10, 15)}
+    assert qa.split_window(start, end, rng).slices == ((datetime(2026, 10, 20, 12), end),)
+    # A window on whole hours: nothing from the events.
+    s2, e2 = datetime(2026, 10, 13, 13), datetime(2026, 10, 20, 13)
+    assert qa.split_window(s2, e2, rng).slices == () and qa.split_window(s2, e2, rng).hours == (rng["hours_from_at"], e2)
+    # Marts that do not reach the window, no marts, or no usage loaded: every event of the window.
+    whole = qa.ImpactWindow(start, end, None, ((start, end),))
+    late = {"hours_from_at": datetime(2026, 10, 20, 12), "usage_from_at": datetime(2026, 9, 1)}
+    assert qa.split_window(start, end, late) == whole
+    assert qa.split_window(start, end, None) == whole
+    assert qa.split_window(start, end, {"hours_from_at": datetime(2026, 10, 1), "usage_from_at": None}) == whole
 
 
 def test_a_live_alarm_the_warehouse_holds_is_superseded(db: WarehouseReader, at: datetime, tmp_path: Path) -> None:

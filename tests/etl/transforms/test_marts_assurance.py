@@ -120,3 +120,38 @@ def test_alarms_without_usage_or_subscriptions_still_build(con):
 def test_nothing_loaded_builds_empty(con):
     built = td.build(con, {}, "marts.alarm_impact", "marts.alarm_customers")
     assert built == {"marts.alarm_impact": [], "marts.alarm_customers": []}
+
+
+HOURLY = ("marts.assurance_usage_range", "marts.cell_customers", "marts.customer_roaming_hourly")
+
+
+def test_the_hours_the_assurance_query_reads_as_counts(con):
+    built = td.build(con, td.base_rows(), *HOURLY)
+    # The loaded dates end on 2026-03-12 (A2's raise, the last KPI hour): the hourly marts keep the 7 dates
+    # from 2026-03-06; the first usage is U10 (2026-03-02 12:00), the last U05 (2026-03-10 13:00).
+    assert built["marts.assurance_usage_range"] == [{
+        "hours_from_at": td.ts("2026-03-06 00:00"), "usage_from_at": td.ts("2026-03-02 12:00"),
+        "usage_until_at": td.ts("2026-03-10 13:00")}]
+    cells = td.by_key(built["marts.cell_customers"], "cell_id", "customer_id")
+    assert {k: (v["n_events"], v["first_hour_at"], v["last_hour_at"]) for k, v in cells.items()} == {
+        ("C1", "K1"): (2, td.ts("2026-03-06 10:00"), td.ts("2026-03-10 13:00")),  # U02, U05
+        ("C3", "K1"): (2, td.ts("2026-03-07 10:00"), td.ts("2026-03-08 10:00")),  # U03, U04
+        ("C2", "K2"): (2, td.ts("2026-03-09 09:00"), td.ts("2026-03-09 10:00")),  # U06, U07
+        ("C1", "K4"): (1, td.ts("2026-03-10 12:00"), td.ts("2026-03-10 12:00")),  # U13
+    }  # U08, U10, U11, U12: before 2026-03-06
+    # K2's roaming event U09 (no cell): the only usage without a cell.
+    assert built["marts.customer_roaming_hourly"] == [
+        {"customer_id": "K2", "hour_at": td.ts("2026-03-06 12:00"), "n_events": 1, "amount": 4.0}]
+
+
+def test_roaming_before_the_hours_is_left_to_the_events(con):
+    rows = td.base_rows()
+    for r in rows["staging.charging"]:
+        if r["usage_id"] == "U09":
+            r["usage_at"] = td.ts("2026-03-05 23:59:59")
+    assert td.build(con, rows, "marts.customer_roaming_hourly")["marts.customer_roaming_hourly"] == []
+
+
+def test_nothing_loaded_has_no_hours(con):
+    built = td.build(con, {}, *HOURLY)
+    assert built == {name: [] for name in HOURLY}

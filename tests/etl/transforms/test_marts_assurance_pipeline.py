@@ -11,6 +11,7 @@ import pytest
 
 from etl.contracts import SOURCES
 from etl.load import ensure_schema
+from etl.transforms.checks import REGISTERED, run_checks
 from etl.transforms.run import build
 
 _spec = importlib.util.spec_from_file_location("marts_testdata", Path(__file__).with_name("marts_testdata.py"))
@@ -66,3 +67,25 @@ def test_quality_marts_end_to_end(warehouse):
     loaded = dict(warehouse.execute("SELECT source, n_rows FROM marts.freshness WHERE n_rows > 0").fetchall())
     assert loaded == {"sites": 3, "cells": 4, "customers": 4, "subscriptions": 5, "charging": 13,
                       "kpi_hourly": 4, "alarms": 2}
+
+
+def test_the_hourly_marts_hold_every_event_of_their_hours(warehouse):
+    passed = dict(warehouse.execute("SELECT name, passed FROM meta.checks").fetchall())
+    assert passed["reconcile:assurance_usage_hours"] is True
+    assert "skipped" not in warehouse.execute(
+        "SELECT description FROM meta.checks WHERE name = 'reconcile:assurance_usage_hours'").fetchone()[0]
+
+
+def test_the_reconciliation_finds_an_event_the_hourly_marts_miss(warehouse):
+    check = REGISTERED["reconcile:assurance_usage_hours"]
+    cur = warehouse.cursor()
+    try:
+        cur.execute("BEGIN")
+        cur.execute("DELETE FROM marts.customer_roaming_hourly")  # K2's roaming event U09 on 2026-03-06
+        cur.execute("UPDATE marts.cell_customers SET n_events = n_events + 1 WHERE customer_id = 'K4'")
+        [result] = run_checks(cur, [check])
+        assert not result.passed and result.n_bad == 2
+        bad = {(e["what"], str(e["day"])) for e in result.examples}
+        assert bad == {("events per day", "2026-03-06"), ("cell_customers events", "None")}
+    finally:
+        cur.execute("ROLLBACK")
