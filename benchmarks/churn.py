@@ -7,8 +7,10 @@ Targets (issue: churn risk): at 1M customers, training under 3 minutes, scoring 
 6 GB, on 2 cores. The operator is generated once (benchmarks/data, plain CSV) and loaded once with
 `opencem refresh` (its time is reported, not a target here). Training is everything `opencem train` does
 before scoring (features, time split, fits, evaluation, the final fit); scoring is loading the registered
-model (its hash checked), reading the latest snapshot's features, predicting, explaining every customer
-in words and writing nothing (the training run's own scoring-and-publishing time is reported too).
+model (its hash checked), reading the latest snapshot's features (that snapshot only), predicting,
+explaining every customer in words and writing nothing (the training run's own scoring-and-publishing
+time is reported too). The load average before and after each step is printed and saved: on 2 shared
+cores, figures taken under a load above 2 are slower than the code.
 21 days give three weekly snapshots, two of them labelled: the time split has something to learn from.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +48,7 @@ with threadpool_limits(limits=threads):
     t["load_model"] = time.perf_counter() - s
     con = duckdb.connect(str(root / "versions" / (root / "CURRENT").read_text().strip()), read_only=True)
     s = time.perf_counter()
-    frame = load_frame(con)
+    frame = load_frame(con, latest_only=True)
     t["features"] = time.perf_counter() - s
     s = time.perf_counter()
     scores = score_snapshot(con, model, frame, settings=Settings(warehouse_dir=root),
@@ -54,6 +57,10 @@ with threadpool_limits(limits=threads):
 t["total"] = time.perf_counter() - t0
 print(json.dumps({"timings_s": t, "n_scored": len(scores), "with_reasons": int((scores.frame["reason_codes"].list.len() > 0).sum())}))
 """
+
+
+def _load(v: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in v)
 
 
 def main() -> None:
@@ -76,15 +83,18 @@ def main() -> None:
         print(f"refresh: {r.wall_s:.1f} s, peak RSS {r.peak_rss_mb:,.0f} MB", file=sys.stderr)
     if args.setup_only:
         return
-    print("training ...", file=sys.stderr)
+    load = {"before_train": os.getloadavg()}
+    print(f"training ... (load average {_load(load['before_train'])})", file=sys.stderr)
     tr = run([sys.executable, "-m", "models.train", "--warehouse", str(wh), "--json", "--threads", str(args.threads)])
     if tr.returncode:
         raise SystemExit(f"training failed ({tr.returncode}):\n{tr.stderr[-4000:]}")
     result = tr.json()
     t = result["timings_s"]
     train_s = sum(t.get(k, 0.0) for k in ("features", "fit", "evaluate", "refit"))  # not the file copy
-    print("scoring ...", file=sys.stderr)
+    load["before_score"] = os.getloadavg()
+    print(f"scoring ... (load average {_load(load['before_score'])})", file=sys.stderr)
     sc = run([sys.executable, "-c", SCORE, str(wh), str(args.threads)])
+    load["after_score"] = os.getloadavg()
     if sc.returncode:
         raise SystemExit(f"scoring failed ({sc.returncode}):\n{sc.stderr[-4000:]}")
     scored = sc.json()
@@ -105,6 +115,7 @@ def main() -> None:
     peak = max(tr.peak_rss_mb, sc.peak_rss_mb)
     verdict = {"train_s": train_s, "score_s": score_s, "peak_rss_mb": peak}
     ok = {k: v < TARGETS[k] for k, v in verdict.items()}
+    print("load average (1, 5, 15 min): " + "; ".join(f"{k.replace('_', ' ')} {_load(v)}" for k, v in load.items()))
     print("targets: " + ", ".join(f"{k} {v:,.1f} ({'met' if ok[k] else 'MISSED'})" for k, v in verdict.items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"churn_{args.customers}x{args.days}.json"
@@ -113,7 +124,8 @@ def main() -> None:
                                "score_wall_s": sc.wall_s, "score_peak_rss_mb": sc.peak_rss_mb, "score_s": score_s,
                                "train_timings_s": t, "score_timings_s": scored["timings_s"],
                                "n_scored": result["n_scored"], "metrics": result["metrics"],
-                               "split": result["split"], "targets_met": ok}, indent=2))
+                               "split": result["split"], "targets_met": ok,
+                               "load_average": {k: [round(x, 2) for x in v] for k, v in load.items()}}, indent=2))
     print(f"written {out}", file=sys.stderr)
 
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 from etl.config import Settings
 from etl.transforms.marts_customer import LOOKBACK_DAYS
 from models.evaluate import Evaluation
-from models.features import GROUPS, REASON_TITLES, FeatureFrame
+from models.features import GROUPS, REASON_TITLES, FeatureFrame, release_memory
 from models.reasons import ReasonWriter
 
 #: A unit's contribution (in log-odds) must exceed this to be a reason: about a 5% rise in the odds.
@@ -274,6 +274,7 @@ def score_snapshot(con: duckdb.DuckDBPyConnection, model, frame: FeatureFrame, *
     if frame.mode == "labelled_table":
         rows = rows[~rows["label_churn_30d"]]  # the churners of a labelled table have left already
     evidence = load_evidence(con, frame.score_date, settings.kpi_thresholds)
+    release_memory(con)
     return score_rows(model, rows, evidence=evidence, settings=settings, model_version=model_version,
                       scored_at=scored_at, data_as_of=frame.data_end, band_multiples=band_multiples,
                       n_reasons=n_reasons)

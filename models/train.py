@@ -301,9 +301,15 @@ class Split:
     description: str
 
 
-def _cap(rows: pd.DataFrame, y: np.ndarray, days: np.ndarray, options: TrainOptions, what: str) -> TrainingSet:
-    """Keep every churner and sample negatives down to `max_train_rows` (weighted back to their share)."""
-    n, pos = len(rows), int(y.sum())
+def _cap(rows: pd.DataFrame, y: np.ndarray, days: np.ndarray, options: TrainOptions, what: str, *,
+         where: np.ndarray | None = None) -> TrainingSet:
+    """Keep every churner and sample negatives down to `max_train_rows` (weighted back to their share).
+
+    `where` (a mask over `rows`) says which rows `y` and `days` describe: the frame is then copied once,
+    for the rows kept, instead of once for the candidates and again for the sample.
+    """
+    positions = np.flatnonzero(where) if where is not None else np.arange(len(rows))
+    n, pos = len(positions), int(y.sum())
     weight = np.ones(n)
     note = f"{n:,} rows, {pos:,} churners"
     if n > options.max_train_rows and n - pos > 0:
@@ -312,9 +318,10 @@ def _cap(rows: pd.DataFrame, y: np.ndarray, days: np.ndarray, options: TrainOpti
         rng = np.random.default_rng(options.seed)
         keep = y.astype(bool) | (rng.random(n) < rate)
         weight = np.where(y.astype(bool), 1.0, 1.0 / rate)[keep]
-        rows, y, days = rows[keep], y[keep], days[keep]
-        note += f" (negatives sampled at {rate:.1%} and weighted back: {len(rows):,} rows used)"
-    return TrainingSet(rows=rows.reset_index(drop=True), y=np.asarray(y).astype(int), days=np.asarray(days, float),
+        positions, y, days = positions[keep], y[keep], days[keep]
+        note += f" (negatives sampled at {rate:.1%} and weighted back: {len(positions):,} rows used)"
+    kept = rows.take(positions) if where is not None or len(positions) < len(rows) else rows
+    return TrainingSet(rows=kept.reset_index(drop=True), y=np.asarray(y).astype(int), days=np.asarray(days, float),
                        weight=weight, description=f"{what}: {note}")
 
 
@@ -340,9 +347,10 @@ def plan_split(frame: FeatureFrame, options: TrainOptions, *, holdout_ids: set[s
     if frame.mode == "snapshots" and holdout_ids is None and len(labelled) >= 2:
         test_date = labelled[-1]
         train_dates = [s for s in labelled[:-1] if (test_date - s).days >= options.min_label_days]
-        tr = r[r["snapshot_date"].isin(train_dates)]
-        cut = np.minimum(HORIZON_DAYS, (test_date - tr["snapshot_date"]).dt.days.to_numpy())
-        y_tr = (tr["days_to_churn"].to_numpy(dtype="float64", na_value=np.nan) < cut).astype(int)
+        in_train = r["snapshot_date"].isin(train_dates).to_numpy()
+        snap = r["snapshot_date"][in_train]
+        cut = np.minimum(HORIZON_DAYS, (test_date - snap).dt.days.to_numpy())
+        y_tr = (r["days_to_churn"].to_numpy(dtype="float64", na_value=np.nan)[in_train] < cut).astype(int)
         te = r[r["snapshot_date"] == test_date]
         y_te = te["label_churn_30d"].to_numpy().astype(int)
         if y_tr.sum() >= 5 and 0 < y_te.sum() < len(y_te):
@@ -350,7 +358,8 @@ def plan_split(frame: FeatureFrame, options: TrainOptions, *, holdout_ids: set[s
             desc = (f"time split: learn from snapshots {dates} with outcomes cut at {test_date:%Y-%m-%d}; "
                     f"evaluate on the snapshot of {test_date:%Y-%m-%d} (outcome observed "
                     f"{int(te['label_observed_days'].min())} of {HORIZON_DAYS} days)")
-            return Split("time", _cap(tr, y_tr, cut, options, "training rows"), te.reset_index(drop=True), y_te,
+            return Split("time", _cap(r, y_tr, cut, options, "training rows", where=in_train),
+                         te.reset_index(drop=True), y_te,
                          te["label_observed_days"].to_numpy(dtype="float64"), desc)
     # By customers: the rows of held-out customers at the latest labelled snapshot.
     pool = r[r["snapshot_date"].isin(labelled)]
@@ -378,9 +387,10 @@ def plan_split(frame: FeatureFrame, options: TrainOptions, *, holdout_ids: set[s
 def final_training_set(frame: FeatureFrame, options: TrainOptions) -> TrainingSet:
     """Every labelled snapshot with its outcome as observed by the end of the data (for scoring)."""
     labelled = _labelled_snapshots(frame, options.min_label_days)
-    rows = frame.rows[frame.rows["snapshot_date"].isin(labelled)]
-    return _cap(rows, rows["label_churn_30d"].to_numpy().astype(int),
-                rows["label_observed_days"].to_numpy(dtype="float64"), options, "final fit")
+    r = frame.rows
+    where = r["snapshot_date"].isin(labelled).to_numpy()
+    return _cap(r, r["label_churn_30d"].to_numpy()[where].astype(int),
+                r["label_observed_days"].to_numpy(dtype="float64")[where], options, "final fit", where=where)
 
 
 # ------------------------------------------------------------------------------------------ checks

@@ -8,10 +8,16 @@ boosted model reads only a few features, so only the trees that read a unit chan
 
 and a tree that reads nothing but u gives `tree_t(typical)`, one number for every customer. The same
 holds for shuffling a unit (permutation importance). Rows are mapped to the model's bins and handled in
-chunks that stay in cache; each tree is evaluated with scikit-learn's own predictor, so the numbers are
-the model's (a test checks them against the Pipeline and the naive perturbation). This reads scikit-learn's fitted internals
-(`_predictors`, `_preprocessor`, `_bin_mapper`); the registry only loads a model under the
-scikit-learn version that wrote it, which keeps them stable.
+chunks that stay in cache. A small tree (the model's have four leaves) becomes a table: each of its
+splits is one bit of a row's code (goes left or not, scikit-learn's rule with missing values and
+category sets), found by comparing a contiguous column of bins, and the code leads to the leaf. Moving a
+unit to its typical value fixes the bits of the splits on its columns, so a unit's contribution to a
+tree is a second table over the same codes (the output minus the moved output, subtracted once per code
+instead of once per row). Larger trees go through scikit-learn's own predictor. Either way the numbers
+are the model's, bit for bit (a test checks them against the Pipeline and the naive perturbation).
+This reads scikit-learn's fitted internals (`_predictors`, `_preprocessor`, `_bin_mapper`, the nodes
+and category bitsets of each tree); the registry only loads a model under the scikit-learn version that
+wrote it, which keeps them stable.
 """
 
 from __future__ import annotations
@@ -23,8 +29,81 @@ import numpy as np
 import pandas as pd
 
 CHUNK_ROWS = 16384
+#: Rows per chunk when trees are read as tables (the codes and outputs of a chunk stay in cache).
+COLUMN_CHUNK_ROWS = 65536
+#: Trees with at most this many leaves are read as tables (2^(leaves - 1) codes); larger ones row by row.
+SMALL_TREE_LEAVES = 8
 #: Rows prepared at a time (the prepared floats of a million rows would take a gigabyte at once).
 BLOCK_ROWS = 200_000
+
+
+class SmallTree:
+    """One fitted tree as a table from its split decisions to its leaf values.
+
+    Split j of the tree sets bit j of a row's code when the row goes left there; the leaf a code leads to
+    is found once, by walking the tree, for every code. Evaluating the tree on many rows is then a few
+    comparisons of contiguous byte columns and one look-up, and fixing some decisions (a unit moved to
+    its typical value) is a second table over the same codes.
+    """
+
+    def __init__(self, predictor, missing_bin: int) -> None:
+        nodes = predictor.nodes
+        self.splits = [i for i in range(len(nodes)) if not nodes[i]["is_leaf"]]
+        self.features = [int(nodes[i]["feature_idx"]) for i in self.splits]
+        self.missing_bin = missing_bin
+        self.rules: list[tuple[int, bool] | np.ndarray] = []
+        bins = np.arange(256)
+        for i in self.splits:
+            node = nodes[i]
+            left_if_missing = bool(node["missing_go_to_left"])
+            if node["is_categorical"]:
+                words = np.asarray(predictor.binned_left_cat_bitsets[node["bitset_idx"]], dtype=np.uint64)
+                table = ((words[bins >> 5] >> (bins & 31).astype(np.uint64)) & 1).astype(bool)
+                table[missing_bin] = left_if_missing
+                self.rules.append(table)
+            else:
+                self.rules.append((int(node["bin_threshold"]), left_if_missing))
+        position = {node: j for j, node in enumerate(self.splits)}
+
+        def leaf(code: int) -> float:
+            i = 0
+            while not nodes[i]["is_leaf"]:
+                i = int(nodes[i]["left"] if code >> position[i] & 1 else nodes[i]["right"])
+            return float(nodes[i]["value"])
+
+        self.values = np.array([leaf(c) for c in range(2 ** len(self.splits))], dtype=np.float64)
+
+    def goes_left(self, j: int, column: np.ndarray | int) -> np.ndarray:
+        """Whether rows with these bin values go left at split j (scikit-learn's rule, missing values first)."""
+        rule = self.rules[j]
+        if isinstance(rule, np.ndarray):
+            return rule.take(column)
+        threshold, left_if_missing = rule
+        go = column <= threshold
+        if left_if_missing:
+            go |= column == self.missing_bin
+        elif threshold >= self.missing_bin:
+            go &= column != self.missing_bin
+        return go
+
+    def codes(self, columns: np.ndarray) -> np.ndarray:
+        """Each row's code (`columns`: binned rows, one contiguous row per feature)."""
+        code = np.zeros(columns.shape[1], dtype=np.intp)
+        for j, f in enumerate(self.features):
+            go = self.goes_left(j, columns[f]).view(np.uint8)
+            code |= (go << j) if j else go  # j < 8: SMALL_TREE_LEAVES keeps the shifted byte exact
+        return code
+
+    def with_fixed(self, reference: np.ndarray, features: Sequence[int]) -> np.ndarray:
+        """Leaf values by code when the splits on `features` decide as for the reference row (1 x features)."""
+        cols = set(features)
+        mask = const = 0
+        for j, f in enumerate(self.features):
+            if f in cols:
+                mask |= 1 << j
+                const |= int(bool(self.goes_left(j, int(reference[0, f])))) << j
+        codes = np.arange(len(self.values))
+        return self.values[(codes & ~mask) | const]
 
 
 @dataclass
@@ -84,9 +163,41 @@ class TreeView:
     def columns_of(self, unit: str) -> list[int]:
         return [self.feature_names.index(c) for c in self.units[unit]]
 
-    def contributions(self, X: np.ndarray, reference: np.ndarray, *, chunk: int = CHUNK_ROWS
+    def small_trees(self) -> list[SmallTree] | None:
+        """The trees as look-up tables when every one is small enough, else None."""
+        trees = [p for (p,) in self.hgb._predictors]
+        if any(t.get_n_leaf_nodes() > SMALL_TREE_LEAVES for t in trees):
+            return None
+        missing = int(self.hgb._bin_mapper.missing_values_bin_idx_)
+        return [SmallTree(t, missing) for t in trees]
+
+    def contributions(self, X: np.ndarray, reference: np.ndarray, *, chunk: int | None = None
                       ) -> tuple[np.ndarray, pd.DataFrame]:
         """Log-odds of each row, and each unit's contribution against the `reference` row (1 x features)."""
+        small = self.small_trees()
+        if small is None:
+            return self._contributions_by_row(X, reference, chunk=chunk or CHUNK_ROWS)
+        chunk = chunk or COLUMN_CHUNK_ROWS
+        unit_names = list(self.units)
+        col = {u: i for i, u in enumerate(unit_names)}
+        # Per tree and unit it reads: by code, the tree's output minus its output with the unit moved.
+        deltas = [[(col[u], tree.values - tree.with_fixed(reference, self.columns_of(u))) for u in self.tree_units[t]]
+                  for t, tree in enumerate(small)]
+        raw = np.full(len(X), float(self.hgb._baseline_prediction.ravel()[0]))
+        contrib = np.zeros((len(unit_names), len(X)))  # unit by row: each unit's row is contiguous
+        for a in range(0, len(X), chunk):
+            columns = np.ascontiguousarray(X[a:a + chunk].T)
+            r, c = raw[a:a + chunk], contrib[:, a:a + chunk]
+            for t, tree in enumerate(small):
+                code = tree.codes(columns)
+                r += tree.values.take(code)
+                for k, delta in deltas[t]:
+                    c[k] += delta.take(code)
+        return raw, pd.DataFrame(contrib.T, columns=unit_names)
+
+    def _contributions_by_row(self, X: np.ndarray, reference: np.ndarray, *, chunk: int
+                              ) -> tuple[np.ndarray, pd.DataFrame]:
+        """`contributions` with scikit-learn's predictor on row-major chunks (for larger trees)."""
         cats = None
         trees = [p for (p,) in self.hgb._predictors]
         unit_names = list(self.units)
@@ -113,15 +224,24 @@ class TreeView:
                     contrib[a:a + chunk, col[u]] += out - self._predict(tree, moved[u], cats)
         return raw, pd.DataFrame(contrib, columns=unit_names)
 
-    def raw(self, X: np.ndarray, *, chunk: int = CHUNK_ROWS) -> np.ndarray:
+    def raw(self, X: np.ndarray, *, chunk: int | None = None) -> np.ndarray:
         """Log-odds of each row (the same numbers as the Pipeline's decision_function, in cache-sized chunks)."""
-        cats = None
         raw = np.full(len(X), float(self.hgb._baseline_prediction.ravel()[0]))
+        small = self.small_trees()
+        if small is not None:
+            chunk = chunk or COLUMN_CHUNK_ROWS
+            for a in range(0, len(X), chunk):
+                columns = np.ascontiguousarray(X[a:a + chunk].T)
+                r = raw[a:a + chunk]
+                for tree in small:
+                    r += tree.values.take(tree.codes(columns))
+            return raw
+        chunk = chunk or CHUNK_ROWS
         trees = [p for (p,) in self.hgb._predictors]
         for a in range(0, len(X), chunk):
             Xc = X[a:a + chunk]
             for tree in trees:
-                raw[a:a + chunk] += self._predict(tree, Xc, cats)
+                raw[a:a + chunk] += self._predict(tree, Xc)
         return raw
 
     def permuted_raw(self, X: np.ndarray, raw: np.ndarray, unit: str, perm: np.ndarray) -> np.ndarray:

@@ -230,6 +230,39 @@ def test_tree_by_tree_contributions_equal_the_plain_perturbation(small_model):
     assert np.allclose(fast.to_numpy(), slow[fast.columns].to_numpy(), atol=1e-9)
 
 
+@pytest.mark.parametrize("leaves", [4, 8, 31])
+def test_trees_read_as_tables_give_the_models_own_numbers(leaves):
+    """Missing values on either side of a split, category sets, odd chunk sizes: the table reading of the
+    trees gives the same log-odds and contributions, bit for bit, as scikit-learn's predictor row by row;
+    trees too large for a table are read row by row."""
+    from models.trees import SMALL_TREE_LEAVES, TreeView, reference_frame
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    rows = pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(n)], "drops": rng.gamma(2.0, 0.5, n),
+                         "fee": rng.uniform(5, 50, n), "segment": rng.choice(["a", "b", "c", "d"], n)})
+    logit = -3.0 + 1.2 * rows["drops"] + 0.03 * rows["fee"] + rows["segment"].map({"a": 0, "b": 1.5, "c": -1, "d": 0.5})
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    rows.loc[rng.random(n) < 0.15, "drops"] = np.nan
+    rows.loc[rng.random(n) < 0.05, "segment"] = None
+    model = fit_model(rows, y, np.full(n, 30.0), np.ones(n), FEATS,
+                      TrainOptions(max_iter=30, max_leaf_nodes=leaves), log=lambda _m: None)
+    view = TreeView.of(model)
+    trees = [p for (p,) in view.hgb._predictors]
+    assert (view.small_trees() is None) == any(t.get_n_leaf_nodes() > SMALL_TREE_LEAVES for t in trees)
+    if leaves == 4:
+        assert any(len(t.binned_left_cat_bitsets) for t in trees)  # category sets are exercised
+        assert view.small_trees() is not None
+    X = view.matrix(rows, model.names)
+    ref = view.matrix(reference_frame(model.reference, model.features), model.names)
+    raw, c = view.contributions(X, ref, chunk=97)
+    raw_rows, c_rows = view._contributions_by_row(X, ref, chunk=97)
+    assert np.array_equal(raw, raw_rows) and np.array_equal(c.to_numpy(), c_rows.to_numpy())
+    assert list(c.columns) == list(c_rows.columns)
+    assert np.array_equal(view.raw(X, chunk=97), raw)
+    assert np.allclose(raw, model.pipeline.decision_function(rows[model.names]), atol=1e-12)
+
+
 def test_score_rows_bands_reasons_and_revenue(small_model):
     model, split = small_model
     rows = split.test_rows.head(200).copy()
