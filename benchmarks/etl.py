@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -17,7 +18,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ensure_generated, opencem, run, table
+from common import ROOT, ensure_generated, opencem, run, table
+
+RESULTS = ROOT / "benchmarks" / "results"
 
 REFERENCE = r"""
 import duckdb, glob, os, sys
@@ -99,8 +102,22 @@ def main() -> None:
           f"incremental / full = {inc.wall_s / full.wall_s:.2f} (target < 0.25); "
           f"peak RSS {full.peak_rss_mb / 1024:.2f} GB (target < 6)")
     steps = summary.get("steps") or summary.get("timings")
+    inc_steps = inc.json().get("steps") or inc.json().get("timings")
     if steps:
         print("\nfull refresh by step:", json.dumps(steps, indent=1, default=str))
+        print("\none new day by step:", json.dumps(inc_steps, indent=1, default=str))
+    out = RESULTS / f"etl_{args.customers}x{args.days}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "customers": args.customers, "days": args.days, "engine": args.engine, "extracts_mb": round(size_mb),
+        "load_average_1m": os.getloadavg()[0],
+        "reference": {"wall_s": ref.wall_s, "peak_rss_mb": ref.peak_rss_mb, "rows": ref_rows},
+        "full": {"wall_s": full.wall_s, "peak_rss_mb": full.peak_rss_mb, "rows": rows_read, "steps": steps},
+        "one_new_day": {"wall_s": inc.wall_s, "peak_rss_mb": inc.peak_rss_mb, "steps": inc_steps},
+        "nothing_new": {"wall_s": again.wall_s, "peak_rss_mb": again.peak_rss_mb},
+        "full_over_reference": full.wall_s / ref.wall_s, "one_day_over_full": inc.wall_s / full.wall_s,
+    }, indent=1, default=str))
+    print(f"\nwritten {out}")
 
 
 if __name__ == "__main__":
