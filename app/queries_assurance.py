@@ -260,6 +260,9 @@ def alarm_cells(db: WarehouseReader, specs: Sequence[AlarmSpec]) -> pl.DataFrame
 HOURLY_TABLES = ("marts.assurance_usage_range", "marts.cell_customers", "marts.customer_usage_hourly",
                  "marts.customer_roaming_hourly")
 HOUR = timedelta(hours=1)
+#: Revenue per hour is ranked to this many decimals, then by customer: sums of the same charges added in
+#: another order (per event or per hour) differ in the last bits of a float and must not reorder ties.
+ORDER_DIGITS = 9
 
 
 @dataclass(frozen=True)
@@ -358,7 +361,7 @@ _RULE_SQL = """
            h.usage_revenue_7d, coalesce(f.monthly_fee_total, 0.0) AS monthly_fee_total,
            h.usage_revenue_7d / $hours + coalesce(f.monthly_fee_total, 0.0) / $per_month AS revenue_per_hour
     FROM hit h LEFT JOIN fees f USING (alarm_id, customer_id)
-    ORDER BY h.alarm_id, h.tier DESC, revenue_per_hour DESC, h.customer_id
+    ORDER BY h.alarm_id, h.tier DESC, round(revenue_per_hour, $order_digits) DESC, h.customer_id
 """
 
 # Every event of the window, from staging.charging: candidates on the alarm's cells, then all their events.
@@ -465,8 +468,9 @@ def affected_customers(db: WarehouseReader, specs: Sequence[AlarmSpec], *, as_of
         return pl.DataFrame(schema=IMPACT_SCHEMA)
     if len(parts) == 1:
         return parts[0]
-    return pl.concat(parts).sort(["alarm_id", "tier", "revenue_per_hour", "customer_id"],
-                                 descending=[False, True, True, False], nulls_last=True)
+    both = pl.concat(parts).with_columns(pl.col("revenue_per_hour").round(ORDER_DIGITS).alias("_m"))
+    return both.sort(["alarm_id", "tier", "_m", "customer_id"], descending=[False, True, True, False],
+                     nulls_last=True).drop("_m")
 
 
 def _rule_query(db: WarehouseReader, specs: Sequence[tuple[AlarmSpec, ImpactWindow]], source_sql: str,
@@ -477,7 +481,7 @@ def _rule_query(db: WarehouseReader, specs: Sequence[tuple[AlarmSpec, ImpactWind
         "w_start": [w.start for _, w in specs], "w_end": [w.end for _, w in specs],
         "h_from": [w.hours[0] if w.hours else None for _, w in specs],
         "h_to": [w.hours[1] if w.hours else None for _, w in specs],
-        "hours": IMPACT_WINDOW_HOURS, "per_month": HOURS_PER_MONTH, **extra,
+        "hours": IMPACT_WINDOW_HOURS, "per_month": HOURS_PER_MONTH, "order_digits": ORDER_DIGITS, **extra,
     }
     df = db.query(f"WITH {_WINDOW_SPECS_SQL}, {source_sql} {_RULE_SQL}", params)
     return df.cast(IMPACT_SCHEMA) if df.height else pl.DataFrame(schema=IMPACT_SCHEMA)
@@ -573,12 +577,13 @@ CUSTOMER_COLUMNS = {
 
 def rank_customers(df: pl.DataFrame) -> pl.DataFrame:
     """Order for proactive contact, per alarm: `majority` before `home_cell`, VIPs first, then churn risk
-    (high, medium, low, unknown), then revenue per hour at stake; `priority` numbers the order from 1."""
+    (high, medium, low, unknown), then revenue per hour at stake (to ORDER_DIGITS decimals), then customer id;
+    `priority` numbers the order from 1."""
     key = df.with_columns(
         (pl.col("tier") != "majority").alias("_t"),
         (~pl.col("is_vip").fill_null(False)).alias("_v"),
         pl.col("churn_risk").replace_strict(RISK_ORDER, default=3, return_dtype=pl.Int64).alias("_r"),
-        (-pl.col("revenue_per_hour").fill_null(0.0)).alias("_m"),
+        (-pl.col("revenue_per_hour").fill_null(0.0).round(ORDER_DIGITS)).alias("_m"),
     ).sort(["alarm_id", "_t", "_v", "_r", "_m", "customer_id"])
     return key.with_columns(pl.int_range(1, pl.len() + 1).over("alarm_id").cast(pl.Int64).alias("priority")
                             ).drop("_t", "_v", "_r", "_m")
