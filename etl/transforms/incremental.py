@@ -124,6 +124,7 @@ class Planner:
         self.enabled = enabled and bool(self.previous.sql)  # a previous build left its state
         self.partitioned = {m.name: m for m in order if m.partition}
         self.touched: dict[str, set[dt.date | None]] = {}
+        self.dates: dict[str, set[dt.date | None]] = {}
         for table, column in RAW_FACTS.items():
             if _exists(con, table):
                 self.current.dates[table] = date_fingerprints(con, table, column)
@@ -168,6 +169,21 @@ class Planner:
             if self.is_fact(d):
                 dates |= self.touched[d]
         return dates
+
+    def input_dates(self, m: Model) -> set[dt.date | None]:
+        """Every date the model's fact inputs hold (its rows can only be of those dates)."""
+        out: set[dt.date | None] = set()
+        for d in m.depends_on:
+            if d in RAW_FACTS:
+                out |= set(self.current.dates.get(d, {}))
+            elif d in self.partitioned:
+                out |= self.dates.get(d, set())
+        return out
+
+    def record_dates(self, m: Model) -> None:
+        """Note the dates a partitioned model's table holds (the models downstream build by them)."""
+        self.dates[m.name] = {r[0] for r in self.con.execute(
+            f"SELECT DISTINCT {qident(m.partition)} FROM {qident(m.name)}").fetchall()}
 
     def fingerprints_of(self, m: Model) -> dict[dt.date | None, tuple[int, int]]:
         """Per date of a partitioned model's table: its fingerprint, when a model downstream may rebuild

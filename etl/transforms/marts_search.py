@@ -123,7 +123,7 @@ def customer_usage_daily(tables: Tables) -> ir.Table:
         amount=g.amount.fill_null(0.0), data_mb=g.data_mb.fill_null(0.0), voice_min=g.voice_min.fill_null(0.0),
         n_sms=g.n_sms.fill_null(0.0), n_other=g.n_other.fill_null(0.0),
     )
-    return g.order_by(["usage_date", "customer_id", "service"])
+    return g.order_by(["usage_date", "customer_id"])
 
 
 def hourly_floor(tables: Tables) -> ir.Table:
@@ -163,7 +163,7 @@ def customer_usage_hourly(tables: Tables) -> ir.Table:
     )
     g = g.mutate(data_mb=g.data_mb.fill_null(0.0), voice_min=g.voice_min.fill_null(0.0),
                  amount=g.amount.fill_null(0.0))
-    return g.order_by(["usage_date", "customer_id", "hour_at", "cell_id"])
+    return g.order_by(["usage_date", "customer_id"])
 
 
 register_check(Check(
