@@ -130,13 +130,14 @@ def _fmt(spec: str | None) -> dict | None:
 
 def create_grid(grid_id: str, columns: list[tuple[str, str, str | None]], rows: list[dict], *,
                 file_name: str, row_id: str, flag_field: str | None = None, height: int = 360,
-                row_class_rules: dict[str, str] | None = None) -> html.Div:
+                row_class_rules: dict[str, str] | None = None, paginate: bool | None = None) -> html.Div:
     """A sortable, filterable grid (dash-ag-grid) with an export-to-CSV button above it.
 
     The export is written on the server (`export_grid_csv`) from the rows the grid shows, filters and sort
     applied, with every text cell that a spreadsheet would run as a formula neutralised
     (`queries_assurance.csv_safe`): the grid's own in-browser export writes such cells as they are.
-    `flag_field` marks rows whose field is > 0; `row_class_rules` gives AG Grid rules of its own.
+    `flag_field` marks rows whose field is > 0; `row_class_rules` gives AG Grid rules of its own. Pages of
+    20 rows when there are more (`paginate` decides for a grid whose rows come later).
     """
     defs = [{"field": f, "headerName": h, "valueFormatter": _fmt(spec), "filter": True, "sortable": True,
              "resizable": True, "minWidth": 90} for f, h, spec in columns]
@@ -152,7 +153,8 @@ def create_grid(grid_id: str, columns: list[tuple[str, str, str | None]], rows: 
         dag.AgGrid(
             id={"type": "grid", "grid": grid_id}, rowData=rows, columnDefs=defs, getRowId=f"params.data.{row_id}",
             defaultColDef={"flex": 1}, csvExportParams={"fileName": file_name},
-            dashGridOptions={"pagination": len(rows) > 20, "paginationPageSize": 20},
+            dashGridOptions={"pagination": len(rows) > 20 if paginate is None else paginate,
+                             "paginationPageSize": 20},
             style={"height": f"{height}px"}, **grid_kwargs,
         ),
     ])

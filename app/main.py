@@ -7,7 +7,6 @@ worker reads the published warehouse read-only; no work happens at import time.
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 from pathlib import Path
 
@@ -118,7 +117,11 @@ def _warm_each_version(server: flask.Flask, settings: Settings) -> None:
     def warm() -> None:
         try:
             queries.warm(db, settings.kpi_thresholds)
-            _zones_geojson_bytes(db)
+            queries.zones_outline_bytes(db)
+            for name in PAGES:  # then each page's own answers, where a page has them
+                page_warm = getattr(importlib.import_module(name), "warm", None)
+                if page_warm is not None:
+                    page_warm(db, settings)
         except (NoWarehouse, duckdb.Error) as exc:  # the requests that need an answer compute it and say why
             server.logger.warning("could not compute the common answers of the live version ahead: %s", exc)
             with lock:
@@ -139,11 +142,6 @@ def _warm_each_version(server: flask.Flask, settings: Settings) -> None:
     server.before_request(maybe_start)
 
 
-def _zones_geojson_bytes(db: WarehouseReader) -> bytes:
-    return db.memo("zones_geojson_bytes", lambda: json.dumps(queries.zones_geojson(db)[0],
-                                                             separators=(",", ":")).encode())
-
-
 def _zones_geojson(version: str) -> flask.Response:
     """The zone outlines of the live version as GeoJSON; the URL names the version, so browsers cache it."""
     db = reader()
@@ -153,7 +151,7 @@ def _zones_geojson(version: str) -> flask.Response:
         flask.abort(404)
     if version != live:  # an old page asking for outlines of a version that is gone: send it the live one
         return flask.redirect(f"/opencem/zones/{live}.geojson")
-    response = flask.Response(_zones_geojson_bytes(db), mimetype="application/geo+json")
+    response = flask.Response(queries.zones_outline_bytes(db), mimetype="application/geo+json")
     response.headers["Cache-Control"] = "public, max-age=86400, immutable"
     return response
 

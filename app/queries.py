@@ -88,22 +88,43 @@ def data_as_of(db: WarehouseReader) -> tuple[datetime | None, list[str]]:
 def zones_geojson(db: WarehouseReader, *, zone_id: str | None = None
                   ) -> tuple[dict, tuple[float, float, float, float] | None]:
     """Zone outlines (simplified) as one FeatureCollection (feature id = zone_id) and their bounding box:
-    every zone, or only `zone_id`. Computed once per version."""
-    return db.memo(("zones_geojson", zone_id), lambda: _zones_geojson(db, zone_id))
+    every zone, or only `zone_id` (an unknown zone has no feature and no box). Read once per version."""
+    features, boxes = db.memo("zone_outlines", lambda: _zone_outlines(db))
+    if zone_id is None:
+        if not features:
+            return {"type": "FeatureCollection", "features": []}, None
+        lows, highs = [b[:2] for b in boxes.values()], [b[2:] for b in boxes.values()]
+        return db.memo("zones_geojson_all", lambda: (
+            {"type": "FeatureCollection", "features": list(features.values())},
+            (min(x for x, _ in lows), min(y for _, y in lows), max(x for x, _ in highs), max(y for _, y in highs))))
+    if zone_id not in features:
+        return {"type": "FeatureCollection", "features": []}, None
+    return {"type": "FeatureCollection", "features": [features[zone_id]]}, boxes[zone_id]
 
 
-def _zones_geojson(db: WarehouseReader, zone_id: str | None) -> tuple[dict, tuple[float, float, float, float] | None]:
+def _zone_outlines(db: WarehouseReader) -> tuple[dict[str, dict], dict[str, tuple[float, float, float, float]]]:
     if not db.has_table("staging.zones_map"):
-        return {"type": "FeatureCollection", "features": []}, None
+        return {}, {}
     df = db.query("SELECT zone_id, zone_name, geojson, bbox_min_lon, bbox_min_lat, bbox_max_lon, bbox_max_lat "
-                  "FROM staging.zones_map WHERE $zone IS NULL OR zone_id = $zone ORDER BY zone_id",
-                  {"zone": zone_id})
-    features = [{"type": "Feature", "id": z, "properties": {"zone_id": z, "zone_name": n},
-                 "geometry": json.loads(g)} for z, n, g in df.select("zone_id", "zone_name", "geojson").rows()]
-    if df.height == 0:
-        return {"type": "FeatureCollection", "features": []}, None
-    bbox = (df["bbox_min_lon"].min(), df["bbox_min_lat"].min(), df["bbox_max_lon"].max(), df["bbox_max_lat"].max())
-    return {"type": "FeatureCollection", "features": features}, bbox
+                  "FROM staging.zones_map ORDER BY zone_id")
+    features, boxes = {}, {}
+    for z, n, g, *box in df.rows():
+        features[z] = {"type": "Feature", "id": z, "properties": {"zone_id": z, "zone_name": n},
+                       "geometry": json.loads(g)}
+        boxes[z] = tuple(box)
+    return features, boxes
+
+
+def zones_outline_bytes(db: WarehouseReader) -> bytes:
+    """Every zone's outline as compact GeoJSON for the browser's maps: feature id and geometry only (the
+    maps match features by id and say names from their own data). Once per version."""
+    def encode() -> bytes:
+        geojson, _ = zones_geojson(db)
+        lean = {"type": "FeatureCollection",
+                "features": [{"type": "Feature", "id": f["id"], "properties": {}, "geometry": f["geometry"]}
+                             for f in geojson["features"]]}
+        return json.dumps(lean, separators=(",", ":")).encode()
+    return db.memo("zones_outline_bytes", encode)
 
 
 def zone_list(db: WarehouseReader) -> pl.DataFrame:
@@ -114,19 +135,26 @@ def zone_list(db: WarehouseReader) -> pl.DataFrame:
 
 def zone_revenue(db: WarehouseReader, p: Period, *, service: str | None, payment_type: str | None) -> pl.DataFrame:
     """Revenue per zone over a period, for one service (or all) and one payment type (or both); once per
-    version and choice (the filters have few values, and only a refresh changes the answer)."""
-    return db.memo(("zone_revenue", p, service, payment_type), lambda: db.query(
+    version and choice, all cut from one read of marts.zone_daily per period (zones x services x payment
+    types: a few thousand rows)."""
+    return db.memo(("zone_revenue", p, service, payment_type), lambda: _zone_revenue(db, p, service, payment_type))
+
+
+def _zone_revenue(db: WarehouseReader, p: Period, service: str | None, payment_type: str | None) -> pl.DataFrame:
+    split = db.memo(("zone_revenue_split", p), lambda: db.query(
         """
-        SELECT zone_id, sum(revenue) AS revenue, sum(usage_revenue) AS usage_revenue,
+        SELECT zone_id, service, payment_type, sum(revenue) AS revenue, sum(usage_revenue) AS usage_revenue,
                sum(fee_revenue) AS fee_revenue, sum(n_events)::DOUBLE AS n_events
-        FROM marts.zone_daily
-        WHERE date BETWEEN $start AND $end
-          AND ($service IS NULL OR service = $service)
-          AND ($payment IS NULL OR payment_type = $payment)
-        GROUP BY zone_id
+        FROM marts.zone_daily WHERE date BETWEEN $start AND $end GROUP BY ALL
         """,
-        {"start": p.start, "end": p.end, "service": service, "payment": payment_type},
+        {"start": p.start, "end": p.end},
     ))
+    if service is not None:
+        split = split.filter(pl.col("service") == service)
+    if payment_type is not None:
+        split = split.filter(pl.col("payment_type") == payment_type)
+    return split.group_by("zone_id", maintain_order=True).agg(
+        pl.col("revenue", "usage_revenue", "fee_revenue", "n_events").sum())
 
 
 def scorecard(db: WarehouseReader, p: Period) -> pl.DataFrame:

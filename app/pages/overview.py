@@ -186,6 +186,11 @@ def update_header(period_choice):
     if ctx is None:
         return None, empty
     db, _cfg, version, p = ctx
+    return header(db, version, p)
+
+
+def header(db, version: str, p: queries.Period) -> tuple:
+    """The header's as-of badge and notices of a period; once per version."""
     return db.memo(("ov-header", p), lambda: _header(db, version, p))
 
 
@@ -218,6 +223,11 @@ def update_cards(period_choice, service, payment):
     if ctx is None:
         return []
     db, cfg, _version, p = ctx
+    return cards(db, cfg, p, service, payment)
+
+
+def cards(db, cfg, p: queries.Period, service: str, payment: str) -> list:
+    """The headline cards of a period and filter choice; once per version."""
     return db.memo(("ov-cards", p, service, payment),
                    lambda: create_cards(db, p, cfg.currency, **_chosen(service, payment)))
 
@@ -250,7 +260,13 @@ def update_revenue_map(period_choice, service, payment):
     if ctx is None:
         return empty, {}
     db, cfg, version, p = ctx
-    return db.memo(("ov-revenue-map", p, service, payment), lambda: _revenue_map(db, cfg, version, p, service, payment))
+    return revenue_map(db, cfg, version, p, service, payment)
+
+
+def revenue_map(db, cfg, version: str, p: queries.Period, service: str, payment: str) -> tuple:
+    """The revenue map's title and figure; once per version and choice."""
+    return db.memo(("ov-revenue-map", p, service, payment),
+                   lambda: _revenue_map(db, cfg, version, p, service, payment))
 
 
 def _revenue_map(db, cfg, version: str, p: queries.Period, service: str, payment: str) -> tuple:
@@ -284,6 +300,11 @@ def update_kpi_map(period_choice, kpi_name):
     if ctx is None:
         return None, {}
     db, cfg, version, p = ctx
+    return kpi_map(db, cfg, version, p, kpi_name)
+
+
+def kpi_map(db, cfg, version: str, p: queries.Period, kpi_name: str) -> tuple:
+    """The KPI map's title and figure; once per version and choice."""
     return db.memo(("ov-kpi-map", p, kpi_name), lambda: _kpi_map(db, cfg, version, p, kpi_name))
 
 
@@ -314,6 +335,11 @@ def update_matrix(period_choice):
     if ctx is None:
         return {}, empty
     db, cfg, _version, p = ctx
+    return matrix(db, cfg, p, period_choice)
+
+
+def matrix(db, cfg, p: queries.Period, period_choice: str) -> tuple:
+    """The value x experience matrix and the top of the investment ranking; once per version and choice."""
     return db.memo(("ov-matrix", p, period_choice), lambda: _matrix(db, cfg, p, period_choice))
 
 
@@ -372,3 +398,21 @@ clientside_callback(
     Input("ov-kpi-map", "hoverData"),
     prevent_initial_call=True,
 )
+
+
+def warm(db, cfg) -> None:
+    """Build every answer of the page for the live version ahead of its visitors (app.main runs this in the
+    background when a version goes live): a few hundred small answers, since each filter has a few values."""
+    version = db.version.name
+    for choice in PERIODS:
+        p = queries.period(db, choice)
+        if p is None:
+            continue
+        header(db, version, p)
+        matrix(db, cfg, p, choice)
+        for kpi_name in KPIS:
+            kpi_map(db, cfg, version, p, kpi_name)
+        for service in ("all", *SERVICES):
+            for payment in ("all", *PAYMENT_TYPES):
+                revenue_map(db, cfg, version, p, service, payment)
+                cards(db, cfg, p, service, payment)

@@ -64,7 +64,24 @@ def layout(zone_id: str | None = None, **kwargs) -> html.Div:
             description="Daily value over the zone's cell-hours, with the share of hours present on hover.",
         ),
         html.Div(id="zone-body-cells"),
+        create_ranking(zone_id),
     ])
+
+
+def create_ranking(zone_id: str | None) -> html.Section:
+    """The investment ranking across all zones, this zone's row highlighted. Its rows are the same on every
+    zone's page and arrive by `update_ranking`; the section shows once the zone is known."""
+    currency = settings().currency
+    columns = [(c, f"Revenue ({currency})" if c == "revenue_at_stake" else h, s) for c, h, s in INVEST_COLUMNS]
+    # A JSON string is a JS string literal: the zone id from the URL stays a value in the grid's rule.
+    grid = create_grid(
+        "zone-invest-grid", columns, [], file_name="investment_ranking.csv", row_id="zone_id", paginate=True,
+        row_class_rules={"opencem-row-flagged": f"params.data.zone_id === {json.dumps(zone_id or '')}"},
+        height=320,
+    )
+    section = create_section("Investment ranking across all zones", grid,
+                             description="Revenue at stake x experience gap; this zone is highlighted.")
+    return html.Div(section, id="zone-ranking", style={"display": "none"})
 
 
 def _reasons(row: dict, thresholds: dict[str, float]) -> list[str]:
@@ -163,7 +180,7 @@ def _zone_head(db, cfg, zone_id: str, p: queries.Period, row: dict, asof) -> tup
     State("zone-id", "data"),
 )
 def update_cells(period_choice, zone_id):
-    """The zone's cells (map and grid, breaches flagged) and the investment ranking around it."""
+    """The zone's cells: a map and a grid, those breaching a KPI target flagged."""
     if not zone_id or not period_choice:
         raise PreventUpdate
     db, cfg = reader(), settings()
@@ -176,7 +193,7 @@ def update_cells(period_choice, zone_id):
     return db.memo(("zone-cells", zone_id, p), lambda: _cells_view(db, cfg, zone_id, p))
 
 
-def _cells_view(db, cfg, zone_id: str, p: queries.Period) -> html.Div:
+def _cells_view(db, cfg, zone_id: str, p: queries.Period) -> html.Section:
     cells = queries.zone_cells(db, zone_id, p, cfg.kpi_thresholds)
     zone_geo, bbox = queries.zones_geojson(db, zone_id=zone_id)
     if cells.height:
@@ -198,20 +215,29 @@ def _cells_view(db, cfg, zone_id: str, p: queries.Period) -> html.Div:
     else:
         cell_view = create_empty_state("No cells of the inventory lie in this zone.")
 
-    # The ranking's rows are the same on every zone's page: made once per version and period; this zone's
-    # row is picked out by a rule of the grid, not by a field of its own.
-    invest_rows = db.memo(("zone-invest-rows", p), lambda: grid_rows(
-        queries.investment_list(db, p), INVEST_COLUMNS, extra=("zone_id",)))
-    columns = [(c, f"Revenue ({cfg.currency})" if c == "revenue_at_stake" else h, s) for c, h, s in INVEST_COLUMNS]
-    invest_view = create_grid(
-        "zone-invest-grid", columns, invest_rows, file_name="investment_ranking.csv", row_id="zone_id",
-        row_class_rules={"opencem-row-flagged": f"params.data.zone_id === {json.dumps(zone_id)}"}, height=320,
-    )
-    return html.Div([
-        create_section("Cells", cell_view, description="KPIs over the period, weighted by time or traffic."),
-        create_section("Investment ranking across all zones", invest_view,
-                       description="Revenue at stake x experience gap; this zone is highlighted."),
-    ])
+    return create_section("Cells", cell_view, description="KPIs over the period, weighted by time or traffic.")
+
+
+@callback(
+    Output({"type": "grid", "grid": "zone-invest-grid"}, "rowData"),
+    Output("zone-ranking", "style"),
+    Input("zone-period", "value"),
+    State("zone-id", "data"),
+)
+def update_ranking(period_choice, zone_id):
+    """The ranking's rows: the same answer for every zone of a period (made once per version, and so sent
+    compressed from memory), shown once the zone is known."""
+    if not zone_id or not period_choice:
+        raise PreventUpdate
+    db = reader()
+    try:
+        p = queries.period(db, period_choice)
+    except NoWarehouse:
+        return [], {"display": "none"}
+    if p is None or queries.zone_row(db, zone_id, p) is None:
+        return [], {"display": "none"}
+    return db.memo(("zone-invest-rows", p), lambda: grid_rows(
+        queries.investment_list(db, p), INVEST_COLUMNS, extra=("zone_id",))), {}
 
 
 @callback(

@@ -101,6 +101,10 @@ def test_zone_page_shows_cells_breaches_and_the_ranking(guarded_page, live_serve
     assert "investment rank" in text and "breaching a KPI target" in text
     assert re.search(r"investment rank [123] of \d+", text)
     assert page.locator(".opencem-row-flagged").count() > 0
+    # The ranking across all zones (its rows arrive on their own) highlights this zone's row.
+    page.wait_for_selector(f'div[id*="zone-invest-grid"] .ag-row[row-id="{zone}"].opencem-row-flagged',
+                           timeout=30_000)
+    assert page.locator('div[id*="zone-invest-grid"] .ag-row.opencem-row-flagged').count() == 1
     page.wait_for_function("() => document.querySelector('#zone-kpi-trend .scatterlayer .trace') !== null")
     screenshot(page, "zone")
 
@@ -142,3 +146,5 @@ def test_unknown_zone_is_an_empty_state_not_an_error(guarded_page, live_server) 
     page.goto(f"{live_server}/zone/NOPE")
     page.wait_for_selector("text=Unknown zone", timeout=30_000)
     assert "no zone NOPE" in page.inner_text("body")
+    page.wait_for_load_state("networkidle")
+    assert not page.locator("#zone-ranking").is_visible(), "no ranking for a zone that is not there"
