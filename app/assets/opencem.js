@@ -14,6 +14,25 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       }
       return window.dash_clientside.no_update;
     },
+    // Hand `figure` on once both maps of the overview are painted (MapLibre has loaded their zones), or
+    // after a few seconds in any case, so that drawing it does not hold the maps up.
+    afterMaps: function (figure) {
+      if (!figure || !figure.data || !figure.data.length) { return figure || {}; }
+      const painted = function () {
+        return ["ov-revenue-map", "ov-kpi-map"].every(function (id) {
+          const gd = document.querySelector("#" + id + " .js-plotly-plot");
+          const sub = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
+          return Boolean(sub && sub.map && sub.map.loaded());
+        });
+      };
+      if (painted()) { return figure; }
+      const start = Date.now();
+      return new Promise(function (resolve) {
+        const timer = setInterval(function () {
+          if (painted() || Date.now() - start > 5000) { clearInterval(timer); resolve(figure); }
+        }, 100);
+      });
+    },
     // Outline the hovered zone on both maps of the overview.
     linkHover: function (hoverRevenue, hoverKpi) {
       const ctx = window.dash_clientside.callback_context;

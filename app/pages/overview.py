@@ -87,6 +87,7 @@ def layout(**kwargs) -> html.Div:
                 cols=2, spacing="lg",
             ),
             html.Div(id="ov-url-sync", hidden=True),
+            dcc.Store(id="ov-matrix-data"),
         ]
     )
 
@@ -324,7 +325,7 @@ def _kpi_map(db, cfg, version: str, p: queries.Period, kpi_name: str) -> tuple:
 
 
 @callback(
-    Output("ov-matrix", "figure"),
+    Output("ov-matrix-data", "data"),
     Output("ov-invest", "children"),
     Input("ov-period", "value"),
 )
@@ -388,6 +389,14 @@ clientside_callback(
     Input("ov-service", "value"),
     Input("ov-payment", "value"),
     Input("ov-kpi", "value"),
+)
+
+# The matrix is drawn once the maps are painted: drawing its 537 points first would hold up the maps, which
+# are what a visitor looks at first (its answer arrives with the others; only the drawing waits).
+clientside_callback(
+    ClientsideFunction(namespace="opencem", function_name="afterMaps"),
+    Output("ov-matrix", "figure"),
+    Input("ov-matrix-data", "data"),
 )
 
 # Linked maps: hovering a zone on either map outlines it on both.

@@ -47,6 +47,10 @@ def test_overview_draws_both_maps_follows_filters_and_opens_a_zone(guarded_page,
         assert len(drawn) == len(set(drawn)) == N_ZONES, f"{graph} drew {len(drawn)} of {N_ZONES} zones"
     assert "data as of" in page.inner_text("#ov-asof").lower()
     assert re.search(r"\d", page.inner_text("#ov-card-revenue"))
+    # The matrix is drawn after the maps (its drawing waits for them): every quadrant with zones in it.
+    page.wait_for_selector("#ov-matrix .scatterlayer .trace", timeout=30_000)
+    names = page.evaluate("() => document.querySelector('#ov-matrix .js-plotly-plot').data.map(t => t.name)")
+    assert "invest" in names and set(names) <= {"invest", "protect", "maintain", "monitor"}
     screenshot(page, "overview")
 
     zone = TRUTH["degraded_high_value_zones"][0]
