@@ -623,6 +623,12 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                 log(f"training failed: {exc}")
                 return TrainResult(ok=False, message=str(exc), based_on=wc.based_on)
             timings.update(out["timings"])
+            split: Split = out["split"]
+            n_train, n_test = len(split.train.rows), len(split.test_rows)
+            # From here on only the customers to score are needed: let the training and held-out rows go
+            # (at a million customers, more than a gigabyte of frames kept through scoring and writing).
+            split.train.rows, split.test_rows = split.train.rows.iloc[:0], split.test_rows.iloc[:0]
+            frame.rows = frame.rows[frame.rows["snapshot_date"] == frame.rows["snapshot_date"].max()]
             t1 = time.perf_counter()
             registry = Registry.for_warehouse(settings.warehouse_dir)
             version = registry.next_version()
@@ -632,7 +638,6 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                                           n_reasons=options.n_reasons)
             timings["score"] = time.perf_counter() - t1
             ev: Evaluation = out["evaluation"]
-            split: Split = out["split"]
             drivers = score.drivers_table(out["importance"], scored, model=out["model"])
             metrics = {"gbm": ev.overall("gbm"), "logistic": ev.overall("logistic")}
             notes = list(frame.notes)
@@ -644,7 +649,7 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
             run_row = {
                 "model_version": version, "trained_at": scored_at, "data_as_of": frame.data_end,
                 "score_date": frame.score_date, "mode": frame.mode, "split_kind": split.kind,
-                "split": split.description, "n_train": len(split.train.rows), "n_test": len(split.test_rows),
+                "split": split.description, "n_train": n_train, "n_test": n_test,
                 "n_final": out["n_final"], "n_scored": len(scored), "features": list(frame.names),
                 "missing_groups": list(frame.missing_groups), "warnings": list(out["warnings"]), "notes": notes,
                 "base_rate_30d": float(scored.frame["probability"].mean()) if len(scored) else None,
@@ -662,8 +667,8 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                 "calibrator": {"a": out["model"].calibrator.a, "b": out["model"].calibrator.b},
                 "options": {k: v for k, v in asdict(options).items()}, "packages": _versions(),
                 "metrics": ev.metrics.to_dict(orient="records"), "drivers": drivers.to_dict(orient="records"),
-                "warnings": list(out["warnings"]), "notes": notes, "n_train": len(split.train.rows),
-                "n_test": len(split.test_rows), "n_final": out["n_final"], "n_scored": len(scored),
+                "warnings": list(out["warnings"]), "notes": notes, "n_train": n_train,
+                "n_test": n_test, "n_final": out["n_final"], "n_scored": len(scored),
             }
             registry.save(version, out["model"], manifest, card=card.render)
             log(f"registered model {version} in {registry.root / version}")
@@ -680,7 +685,7 @@ def _run(settings: Settings, *, log: Log, options: TrainOptions) -> TrainResult:
                 features=tuple(frame.names), missing_groups=frame.missing_groups, warnings=tuple(out["warnings"]),
                 notes=tuple(notes), metrics=metrics,
                 drivers=tuple(drivers.to_dict(orient="records")),
-                n_train=len(split.train.rows), n_test=len(split.test_rows), n_scored=len(scored),
+                n_train=n_train, n_test=n_test, n_scored=len(scored),
                 data_as_of=str(frame.data_end), scored_at=scored_at.isoformat(),
                 timings_s={k: round(v, 2) for k, v in timings.items()},
             )
