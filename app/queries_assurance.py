@@ -350,11 +350,12 @@ _RULE_SQL = """
         FROM per p JOIN cand c USING (alarm_id, customer_id)
         WHERE c.n_on * 2 > p.n_events_7d
            OR EXISTS (SELECT 1 FROM acells a WHERE a.alarm_id = p.alarm_id AND a.cell_id = p.home_cell_id)),
+    hit_day AS (SELECT h.alarm_id, h.customer_id, sp.raised_at::DATE AS raised_on
+                FROM hit h JOIN specs sp USING (alarm_id)),
     fees AS (
         SELECT h.alarm_id, h.customer_id, sum(s.monthly_fee) AS monthly_fee_total
-        FROM hit h JOIN specs USING (alarm_id) JOIN staging.subscriptions s ON s.customer_id = h.customer_id
-        WHERE s.start_date <= specs.raised_at::DATE
-          AND (s.termination_date IS NULL OR s.termination_date > specs.raised_at::DATE)
+        FROM hit_day h JOIN staging.subscriptions s ON s.customer_id = h.customer_id
+        WHERE s.start_date <= h.raised_on AND (s.termination_date IS NULL OR s.termination_date > h.raised_on)
         GROUP BY ALL)
     SELECT h.alarm_id, h.customer_id, h.tier, h.n_events_on_alarm_cells, h.n_events_7d,
            h.n_events_on_alarm_cells / h.n_events_7d AS share_on_alarm_cells, h.home_cell_id,
