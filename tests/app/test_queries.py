@@ -117,3 +117,32 @@ def test_zone_series_are_the_zone_rows_of_the_marts(db: WarehouseReader) -> None
     inventory = db.query("SELECT cell_id FROM staging.cells WHERE zone_id = ? ORDER BY cell_id", [zone])
     assert cells["cell_id"].to_list() == inventory["cell_id"].to_list()
     assert queries.zone_cells(db, "NOPE", p, Settings().kpi_thresholds).height == 0
+
+
+def test_warm_computes_the_common_answers_once(sample_warehouse: Path) -> None:
+    fresh = WarehouseReader(sample_warehouse)
+    queries.warm(fresh, Settings().kpi_thresholds)
+    keys = {key for _version, key in fresh._memo}
+    assert "zone_outlines" in keys and "freshness" in keys
+    assert any(isinstance(k, tuple) and k[0] == "cells_of_period" for k in keys)
+    assert any(isinstance(k, tuple) and k[0] == "poor_experience_by_zone" for k in keys)
+    p = queries.period(fresh, "7")
+    calls = []
+    fresh.query = lambda *a, **k: calls.append(a)  # type: ignore[method-assign]
+    zone = TRUTH["degraded_high_value_zones"][0]
+    queries.zone_cells(fresh, zone, p, Settings().kpi_thresholds)
+    queries.zone_revenue_by_service(fresh, zone, p)
+    queries.headline(fresh, p)
+    assert calls == [], "a zone page and the headline read nothing more once warmed"
+
+
+def test_grid_export_neutralises_formula_like_text() -> None:
+    from app.components import grid_csv
+
+    defs = [{"field": "cell_id", "headerName": "Cell"}, {"field": "v", "headerName": "Value"},
+            {"field": "n", "headerName": "N"}]
+    rows = [{"cell_id": "=1+1", "v": -2.5, "n": 3}, {"cell_id": "@SUM(A1)", "v": None, "n": -1},
+            {"cell_id": "C1", "v": 1.0, "n": None}]
+    text = grid_csv(rows, defs)
+    assert text.splitlines() == ['"Cell","Value","N"', '"\'=1+1","-2.5","3"', '"\'@SUM(A1)","","-1"',
+                                 '"C1","1.0",""']
