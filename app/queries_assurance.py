@@ -549,7 +549,8 @@ def enrich_customers(db: WarehouseReader, impact: pl.DataFrame) -> pl.DataFrame:
         FROM staging.customers c
         LEFT JOIN marts.customer_360 c360 USING (customer_id)
         LEFT JOIN (SELECT customer_id, string_agg(msisdn, ' ' ORDER BY start_date, msisdn) AS msisdn
-                   FROM staging.subscriptions WHERE is_active GROUP BY customer_id) subs USING (customer_id)
+                   FROM staging.subscriptions WHERE is_active AND list_contains($ids, customer_id)
+                   GROUP BY customer_id) subs USING (customer_id)
         WHERE list_contains($ids, c.customer_id)
         """,
         {"ids": ids},
