@@ -58,7 +58,8 @@ class State:
     """Partitioned model → sha256 of its compiled SQL."""
 
 
-def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the qualified table `schema.table` exists in the file behind `con`."""
     schema, _, table = name.partition(".")
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND "
                             "table_name = ?", [schema, table]).fetchall()[0][0])
@@ -66,7 +67,7 @@ def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def read_state(con: duckdb.DuckDBPyConnection) -> State:
     state = State()
-    if not _exists(con, STATE_TABLE):
+    if not table_exists(con, STATE_TABLE):
         return state
     for kind, name, part, n, h in con.execute(
             f"SELECT kind, name, part, n_rows, fingerprint FROM {STATE_TABLE}").fetchall():
@@ -126,7 +127,7 @@ class Planner:
         self.touched: dict[str, set[dt.date | None]] = {}
         self.dates: dict[str, set[dt.date | None]] = {}
         for table, column in RAW_FACTS.items():
-            if _exists(con, table):
+            if table_exists(con, table):
                 self.current.dates[table] = date_fingerprints(con, table, column)
                 self.touched[table] = changed_dates(self.previous.dates.get(table, {}),
                                                     self.current.dates[table])
@@ -145,12 +146,12 @@ class Planner:
         if m.always_whole:
             return None
         for d in dims:
-            if d not in self.current.whole and _exists(self.con, d):
+            if d not in self.current.whole and table_exists(self.con, d):
                 self.current.whole[d] = whole_fingerprint(self.con, d)
         why = None
         if not self.enabled:
             why = "first build"
-        elif not _exists(self.con, m.name):
+        elif not table_exists(self.con, m.name):
             why = "table missing"
         elif self.previous.sql.get(m.name) != digest:
             why = "definition changed" if m.name in self.previous.sql else "first build"
@@ -188,7 +189,7 @@ class Planner:
     def fingerprints_of(self, m: Model) -> dict[dt.date | None, tuple[int, int]]:
         """Per date of a partitioned model's table: its fingerprint, when a model downstream may rebuild
         only some dates (else nothing is computed: everything downstream is rebuilt whole anyway)."""
-        if not (m.partition and self.enabled and _exists(self.con, m.name)):
+        if not (m.partition and self.enabled and table_exists(self.con, m.name)):
             return {}
         return date_fingerprints(self.con, m.name, m.partition)
 

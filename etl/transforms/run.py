@@ -36,7 +36,7 @@ from etl.errors import CheckFailed, OpencemError
 from etl.geo import GEO_TABLES, ensure_geo_tables
 from etl.transforms import load_models
 from etl.transforms.checks import CheckResult, checks_for, failure_message, qident, run_checks, write_checks
-from etl.transforms.incremental import STATE_TABLE, Planner, changed_dates, rebuild_dates
+from etl.transforms.incremental import STATE_TABLE, Planner, changed_dates, rebuild_dates, table_exists
 from etl.transforms.registry import Model
 
 if TYPE_CHECKING:
@@ -152,14 +152,14 @@ def ensure_inputs(con: duckdb.DuckDBPyConnection, order: list[Model]) -> list[st
     """
     from etl.load import ensure_schema
 
-    before = {n for n in external_inputs(order) if _exists(con, n)}
+    before = {n for n in external_inputs(order) if table_exists(con, n)}
     ensure_schema(con)  # the loader's own tables: every raw.<source>, raw.quarantine, raw.manifest, raw.loads
-    created = [n for n in external_inputs(order) if n not in before and _exists(con, n)]
+    created = [n for n in external_inputs(order) if n not in before and table_exists(con, n)]
     created += ensure_geo_tables(con)
     for name in created:
         log.info("build: %s did not exist; created empty (source not loaded)", name)
     for name in external_inputs(order):
-        if not (_exists(con, name) or name == THRESHOLDS_TABLE):
+        if not (table_exists(con, name) or name == THRESHOLDS_TABLE):
             needers = sorted(m.name for m in order if name in m.depends_on)
             raise OpencemError(f"table {name} does not exist (needed by {', '.join(needers)}); expected a raw "
                                f"table of a contract source, a geo table ({', '.join(GEO_TABLES)}) or a model")
@@ -337,13 +337,6 @@ def _sql_path(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
-def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    schema, _, table = name.partition(".")
-    rows = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(rows[0][0])
 
 
 def _count(con: duckdb.DuckDBPyConnection, name: str) -> int:
