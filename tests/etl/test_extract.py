@@ -383,3 +383,29 @@ def test_many_malformed_lines_are_all_kept(tmp_path):
     result = conserved(extract_file(write(tmp_path / "charging.csv", text), "charging"))
     assert (result.rows_read, result.good.height, result.rejects.height) == (20000, 10000, 10000)
     assert result.rejects.get_column("line").to_list() == list(range(3, 20002, 2))
+
+
+def test_a_file_validated_in_slices_gives_what_one_piece_gives(tmp_path, monkeypatch):
+    """Large files are validated a slice at a time (to bound memory): same rows, rejects and lines."""
+    import etl.extract as extract
+
+    bad = {7: {"quantity": "lots"}, 8: {"service": "fax"}, 20: {"usage_at": "yesterday"}, 29: {"amount": "x"}}
+    lines = [HEADER] + [row(i, **bad.get(i, {})) for i in range(30)]
+    path = write(tmp_path / "charging_20261103.csv", "\n".join(lines) + "\n")
+    whole = conserved(extract_file(path, "charging"))
+    monkeypatch.setattr(extract, "VALIDATE_SLICE_ROWS", 4)
+    sliced = conserved(extract_file(path, "charging"))
+    assert sliced.good.equals(whole.good)
+    assert sliced.rejects.equals(whole.rejects)
+    assert sliced.rejects.get_column("line").to_list() == [9, 10, 22, 31]
+
+
+def test_added_columns_follow_the_chunks_of_a_large_result():
+    """A column added to a frame of many chunks comes in the same chunks (else Polars copies the frame)."""
+    from etl.extract import _chunked_like
+
+    frame = pl.concat([pl.DataFrame({"a": ["x"] * n}) for n in (3, 5, 2)], rechunk=False)
+    added = frame.with_columns(_chunked_like(pl.Series("_row", range(10)), frame))
+    assert added.n_chunks("all") == [3, 3]
+    assert added.get_column("_row").chunk_lengths() == [3, 5, 2]
+    assert added.get_column("_row").to_list() == list(range(10))
