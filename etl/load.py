@@ -436,8 +436,10 @@ def resolve_duplicates(con: duckdb.DuckDBPyConnection, source: str, *, load_id: 
 
     The winner is the row of the most recently loaded file (highest load id, then the later file name in
     load order, then the later line, then the later row produced from it); every other row with the key
-    goes to quarantine as `duplicate_key`. Only keys that repeat reach the window, so a load without
-    duplicates costs one semi-join and one aggregate.
+    goes to quarantine as `duplicate_key`. Only keys that repeat reach the window. When this load holds a
+    quarter of the table or more, the repeated keys come from one aggregate of every key (6.6 s for 33M charging
+    rows, where the way below took 17.6 s); otherwise this load's keys are found first and only they are
+    counted (3.1 s for one day of 4.8M rows among 33M, where one aggregate takes 6.5 s).
     """
     src = SOURCES[source]
     keys = ", ".join(q(k) for k in src.key)
@@ -448,15 +450,20 @@ def resolve_duplicates(con: duckdb.DuckDBPyConnection, source: str, *, load_id: 
         "expected one row per %s', m._file, m._line, ?, "
         f"{key_value}, m._winner_file, m._winner_line, ?)"
     )
+    ours, total = con.execute(f"SELECT count(*) FILTER (WHERE _load_id = ?), count(*) FROM {raw_table(source)}",
+                              [load_id]).fetchone()
+    if ours * 4 >= total:  # most rows are new: one aggregate of every key
+        repeated = (f"repeated AS (SELECT {keys} FROM {raw_table(source)} GROUP BY {keys} "
+                    "HAVING count(*) > 1 AND bool_or(_load_id = ?))")
+    else:  # a day among many: this load's keys first, then only those are counted
+        repeated = (f"touched AS (SELECT DISTINCT {keys} FROM {raw_table(source)} WHERE _load_id = ?), "
+                    f"repeated AS (SELECT {keys} FROM {raw_table(source)} AS t SEMI JOIN touched USING ({keys}) "
+                    f"GROUP BY {keys} HAVING count(*) > 1)")
     with transaction(con):
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _superseded AS
-            WITH touched AS (SELECT DISTINCT {keys} FROM {raw_table(source)} WHERE _load_id = ?),
-            repeated AS (
-                SELECT {keys} FROM {raw_table(source)} AS t SEMI JOIN touched USING ({keys})
-                GROUP BY {keys} HAVING count(*) > 1
-            ),
+            WITH {repeated},
             candidates AS (
                 SELECT t.*, t.rowid AS _rowid FROM {raw_table(source)} AS t SEMI JOIN repeated USING ({keys})
             ),

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -80,18 +80,32 @@ def qident(name: str) -> str:
     return ".".join('"' + p.replace('"', '""') + '"' for p in name.split("."))
 
 
-def key_check(m: Model) -> Check:
+def key_check(m: Model, *, dates: Collection[dt.date | None] | None = None) -> Check:
     """The model's key is unique and not null: bad rows are keys seen twice, or with a null part (other than
-    the parts the model declares `nullable_key`)."""
+    the parts the model declares `nullable_key`).
+
+    `dates` (for a model whose duplicates can only be within one partition date, `Model.key_within_date`)
+    limits the check to the rows of those dates: the dates an incremental build rebuilt.
+    """
     keys = ", ".join(qident(k) for k in m.key)
     nulls = " OR ".join(f"{qident(k)} IS NULL" for k in m.key if k not in m.nullable_key) or "false"
+    source, params, scope = qident(m.name), (), ""
+    if dates is not None:
+        if not m.key_within_date:
+            raise ValueError(f"{m.name}: a key check by dates needs a key within one partition date")
+        part = qident(m.partition)
+        days = sorted(d for d in dates if d is not None)
+        null = f" OR {part} IS NULL" if None in dates else ""
+        source = f"(SELECT * FROM {source} WHERE {part} IN (SELECT unnest(?::DATE[])){null})"
+        params = (days,)
+        scope = f"; rows of the {len(dates)} date(s) this build rebuilt"
     sql = (
-        f"SELECT {keys}, count(*) AS n_rows FROM {qident(m.name)} GROUP BY {keys} "
+        f"SELECT {keys}, count(*) AS n_rows FROM {source} GROUP BY {keys} "
         f"HAVING count(*) > 1 OR {nulls}"
     )
     nullable = f" ({', '.join(m.nullable_key)} may be null)" if m.nullable_key else ""
-    return Check(name=f"key:{m.name}", table=m.name, sql=sql,
-                 description=f"{', '.join(m.key)} unique and not null{nullable} ({m.grain})")
+    return Check(name=f"key:{m.name}", table=m.name, sql=sql, params=params,
+                 description=f"{', '.join(m.key)} unique and not null{nullable} ({m.grain}){scope}")
 
 
 def range_checks(table: str, columns: Sequence[str]) -> list[Check]:
@@ -191,11 +205,17 @@ def reject_rate_check(limit: float) -> Check:
 
 
 def checks_for(con: duckdb.DuckDBPyConnection, models: Mapping[str, Model], *,
-               settings: Settings) -> list[Check]:
-    """Every check that applies to the built `models`: keys, ranges, reconciliations, registered ones."""
+               settings: Settings, rebuilt: Mapping[str, Collection[dt.date | None]] | None = None) -> list[Check]:
+    """Every check that applies to the built `models`: keys, ranges, reconciliations, registered ones.
+
+    `rebuilt` gives, for partitioned models an incremental build rebuilt by dates, those dates: their key
+    checks read only them (when the key fixes the date).
+    """
+    rebuilt = rebuilt or {}
     out: list[Check] = []
     for m in models.values():
-        out.append(key_check(m))
+        by_dates = m.name in rebuilt and m.key_within_date
+        out.append(key_check(m, dates=rebuilt[m.name] if by_dates else None))
         out += range_checks(m.name, table_columns(con, m.name))
     if "marts.zone_daily" in models:
         out += [usage_revenue_check(), fee_revenue_check()]

@@ -141,6 +141,7 @@ def hourly_floor(tables: Tables) -> ir.Table:
     partition="usage_date",
     partition_floor=hourly_floor,
     floor_inputs=tuple(d for d in _WINDOW_DEPS if d != "staging.charging"),
+    key_fixes_partition=True,  # usage_date is hour_at's date
 )
 def customer_usage_hourly(tables: Tables) -> ir.Table:
     """One row per customer per cell per hour of the last 7 loaded days (the last loaded date included):

@@ -40,6 +40,17 @@ class Model:
     """A partitioned model whose dates are not independent (the calendar fills the span between the first
     and last dates): always rebuilt whole, its changed dates found by comparing its rows date by date."""
 
+    key_fixes_partition: bool = False
+    """Every row of one key value has the same partition date (set for a key that derives the date, such as
+    an hour; implied when the partition column is in the key). A key check after an incremental build then
+    reads only the rebuilt dates: a duplicate can only be within one date, and the other dates are as the
+    last build checked them."""
+
+    @property
+    def key_within_date(self) -> bool:
+        """Whether duplicates of the key can only occur within one partition date."""
+        return bool(self.partition) and (self.key_fixes_partition or self.partition in self.key)
+
     @property
     def layer(self) -> Literal["staging", "marts"]:
         return "staging" if self.name.startswith("staging.") else "marts"
@@ -51,7 +62,7 @@ MODELS: dict[str, Model] = {}
 def model(name: str, *, grain: str, key: tuple[str, ...], depends_on: tuple[str, ...],
           nullable_key: tuple[str, ...] = (), partition: str | None = None,
           partition_floor: Callable[[Tables], ir.Table] | None = None, floor_inputs: tuple[str, ...] = (),
-          always_whole: bool = False):
+          always_whole: bool = False, key_fixes_partition: bool = False):
     """Register a model-building function under `name` (`staging.x` or `marts.x`)."""
     if not name.startswith(("staging.", "marts.")):
         raise ValueError(f"model name must be staging.<x> or marts.<x>, got {name}")
@@ -63,7 +74,8 @@ def model(name: str, *, grain: str, key: tuple[str, ...], depends_on: tuple[str,
             raise ValueError(f"model {name} registered twice")
         MODELS[name] = Model(name=name, grain=grain, key=key, depends_on=depends_on, build=fn,
                              nullable_key=nullable_key, partition=partition, partition_floor=partition_floor,
-                             floor_inputs=floor_inputs, always_whole=always_whole)
+                             floor_inputs=floor_inputs, always_whole=always_whole,
+                             key_fixes_partition=key_fixes_partition)
         return fn
 
     return register

@@ -90,8 +90,9 @@ def build(con: duckdb.DuckDBPyConnection, *, engine: Engine = "duckdb", settings
     created = ensure_inputs(con, order)
     write_kpi_thresholds(con, settings)
     timings: dict[str, float] = {}
+    rebuilt: dict[str, set] = {}
     if engine == "duckdb":
-        _build_duckdb(con, order, timings, incremental=incremental and only is None)
+        rebuilt = _build_duckdb(con, order, timings, incremental=incremental and only is None)
     else:
         _build_spark(con, order, timings, session=spark)
         con.execute(f"DROP TABLE IF EXISTS {STATE_TABLE}")  # the next DuckDB build starts whole
@@ -99,7 +100,7 @@ def build(con: duckdb.DuckDBPyConnection, *, engine: Engine = "duckdb", settings
     for m in order:
         log.info("build: %s %d rows in %.2f s", m.name, rows[m.name], timings[m.name])
     tc = time.perf_counter()
-    results = run_checks(con, checks_for(con, {m.name: m for m in order}, settings=settings))
+    results = run_checks(con, checks_for(con, {m.name: m for m in order}, settings=settings, rebuilt=rebuilt))
     write_checks(con, results, engine=engine, checked_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
     timings["checks"] = time.perf_counter() - tc
     result = BuildResult(engine=engine, rows=rows, checks=tuple(results), timings_s=timings,
@@ -179,11 +180,13 @@ def write_kpi_thresholds(con: duckdb.DuckDBPyConnection, settings: Settings) -> 
 
 
 def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: dict[str, float], *,
-                  incremental: bool) -> None:
+                  incremental: bool) -> dict[str, set]:
+    """Build `order` on DuckDB; return, for each partitioned model rebuilt by dates, the dates rebuilt."""
     be = ibis.duckdb.from_connection(con)
     tables = {name: _ibis_table(be, name) for name in external_inputs(order)}
     t = time.perf_counter()
     planner = Planner(con, order, enabled=incremental)
+    rebuilt: dict[str, set] = {}
     timings["incremental:plan"] = time.perf_counter() - t
     for m in order:
         t = time.perf_counter()
@@ -200,7 +203,7 @@ def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: d
             if m.partition:
                 planner.touched[m.name] = changed_dates(before, planner.fingerprints_of(m))
         else:
-            planner.touched[m.name] = rebuild_dates(con, m, expr, dates, tables)
+            planner.touched[m.name] = rebuilt[m.name] = rebuild_dates(con, m, expr, dates, tables)
             log.info("build: %s rebuilt %d date(s) of %d changed", m.name, len(planner.touched[m.name]),
                      len(dates))
         if m.partition:
@@ -208,6 +211,7 @@ def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: d
         tables[m.name] = _ibis_table(be, m.name)
         timings[m.name] = time.perf_counter() - t
     planner.save()
+    return rebuilt
 
 
 def _create_by_dates(con: duckdb.DuckDBPyConnection, be, m: Model, expr: ir.Table, dates: set) -> None:

@@ -227,7 +227,8 @@ def _ratio(num: ir.Value, den: ir.Value) -> ir.Value:
 
 
 @model("staging.kpi_hourly", grain="one row per cell per hour", key=("cell_id", "period_start"),
-       depends_on=("raw.kpi_hourly", "raw.cells", "staging.cell_zone"), partition="kpi_date")
+       depends_on=("raw.kpi_hourly", "raw.cells", "staging.cell_zone"), partition="kpi_date",
+       key_fixes_partition=True)
 def kpi_hourly(tables: Tables) -> ir.Table:
     """One row per cell per hour, derived KPIs recomputed from 3GPP TS 32.450 counters where present.
 

@@ -200,6 +200,25 @@ def test_duplicates_across_loads_the_later_load_wins_even_with_an_earlier_name(c
     assert counts == {"charging_20261105.csv": (0, 1), "charging_20261101.csv": (1, 0)}
 
 
+def test_a_small_load_among_many_rows_finds_its_duplicates_the_same_way(con):
+    """A load of under a quarter of the table counts only its own keys (the other way counts every key):
+    the same rows win, and a repeat among earlier rows only is this load's business only if it touches it."""
+    put(con, extract("charging", "charging_20261101.csv",
+                     [usage(f"U{i}", None, amount=i) for i in range(12)] + [usage("U0", None, amount=50)]),
+        load_id=1)
+    con.execute("DELETE FROM raw.quarantine")
+    con.execute("INSERT INTO raw.charging SELECT * REPLACE (50.0 AS amount, 99 AS _line) FROM raw.charging "
+                "WHERE usage_id = 'U5'")  # a repeat left by an earlier load that this load does not touch
+    put(con, extract("charging", "charging_20261102.csv", [usage("U3", None, amount=33)]), load_id=2)
+    assert resolve_duplicates(con, "charging", load_id=2) == 1
+    assert rows(con, "SELECT amount, _file FROM raw.charging WHERE usage_id = 'U3'") == [
+        (33.0, "charging_20261102.csv")]
+    assert rows(con, "SELECT count(*) FROM raw.charging WHERE usage_id IN ('U0', 'U5')") == [(4,)]
+    assert resolve_duplicates(con, "charging", load_id=1) == 2  # load 1's own repeats: U0 and U5
+    assert rows(con, "SELECT usage_id, amount FROM raw.charging WHERE usage_id IN ('U0', 'U5') ORDER BY 1") == [
+        ("U0", 50.0), ("U5", 50.0)]
+
+
 def test_composite_keys_are_deduplicated_on_all_their_columns(con):
     k = {"availability_pct": 100.0, "accessibility_pct": 99.0, "drop_rate_pct": 0.5, "prb_utilisation_pct": 40.0,
          "traffic_volume_mb": 10.0}

@@ -42,6 +42,26 @@ def test_key_check_returns_duplicates_and_null_keys(con):
         {"k1": "a", "k2": 1, "n_rows": 2}, {"k1": None, "k2": 2, "n_rows": 1}]
 
 
+def test_a_key_check_by_dates_reads_only_those_dates(con):
+    """After an incremental build the key check of a date-partitioned table reads the rebuilt dates only."""
+    con.execute("CREATE TABLE marts.d AS SELECT * FROM (VALUES ('a', DATE '2026-03-01'), ('a', DATE '2026-03-01'), "
+                "('b', DATE '2026-03-02'), ('b', DATE '2026-03-02'), ('c', NULL), ('c', NULL)) v(k, day)")
+    m = Model(name="marts.d", grain="one row per k per day", key=("k", "day"), nullable_key=("day",),
+              depends_on=(), build=lambda t: t, partition="day")
+    assert m.key_within_date
+    whole, first, second, none, null = run_checks(con, [
+        key_check(m), key_check(m, dates={dt.date(2026, 3, 1)}), key_check(m, dates={dt.date(2026, 3, 2)}),
+        key_check(m, dates=set()), key_check(m, dates={None})])
+    assert (whole.n_bad, first.n_bad, second.n_bad, none.n_bad, null.n_bad) == (3, 1, 1, 0, 1)
+    assert first.examples == ({"k": "a", "day": "2026-03-01", "n_rows": 2},)
+    assert "1 date(s) this build rebuilt" in first.description
+    hourly = dataclasses.replace(m, name="marts.h", key=("k", "hour_at"))
+    assert not hourly.key_within_date  # a key without the date could repeat across dates
+    with pytest.raises(ValueError, match="within one partition date"):
+        key_check(hourly, dates={dt.date(2026, 3, 1)})
+    assert dataclasses.replace(hourly, key_fixes_partition=True).key_within_date
+
+
 def test_range_checks_cover_percentages_and_completeness(con):
     con.execute("CREATE TABLE marts.k AS SELECT * FROM (VALUES (100.0, 1.0, 5.0), (100.5, 0.5, 500.0), "
                 "(NULL, 1.2, 1.0)) v(availability_pct, completeness, latency_ms)")

@@ -150,6 +150,19 @@ def test_only_the_changed_dates_are_rebuilt(two_step):
     assert 2 <= n_dates("marts.customer_usage_hourly") <= 4, rebuilt["marts.customer_usage_hourly"]
 
 
+def test_key_checks_read_only_the_rebuilt_dates(two_step):
+    """The key checks of tables rebuilt by dates (whose key fixes the date) read those dates; the others,
+    and every key check of a whole build, read the whole table."""
+    inc, whole, _ = two_step
+    def descriptions(path: Path) -> dict[str, str]:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return dict(con.execute("SELECT name, description FROM meta.checks WHERE name LIKE 'key:%'").fetchall())
+    scoped = {n for n, d in descriptions(inc).items() if "date(s) this build rebuilt" in d}
+    assert scoped == {"key:staging.kpi_hourly", "key:marts.customer_cell_daily", "key:marts.customer_usage_daily",
+                      "key:marts.customer_usage_hourly", "key:marts.zone_daily"}
+    assert not any("rebuilt" in d for d in descriptions(whole).values())
+
+
 def test_a_changed_dimension_rebuilds_whole(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     src = tmp_path / "src"
     _link_sample(src)
