@@ -9,10 +9,13 @@ area and bounding box, small enough for the browser to draw hundreds of zones at
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import geopandas as gpd
@@ -83,18 +86,29 @@ class GeoResult:
     max_distance_m: float
     simplify_tolerance_deg: float
     map_bytes: int
+    reused: bool = False
+    """The tables of the previous build were kept: its inputs and settings had not changed."""
 
 
 def build_geo(con: duckdb.DuckDBPyConnection, settings: Settings | None = None, *,
-              max_distance_m: float | None = None) -> GeoResult:
+              max_distance_m: float | None = None, reuse: bool = False) -> GeoResult:
     """Write `staging.site_zone`, `staging.cell_zone`, `staging.customer_zone` and `staging.zones_map`.
 
     Missing or empty raw tables give empty results, never an error. `max_distance_m` defaults to the
-    settings' `zone_max_distance_m` if it has one, else `DEFAULT_MAX_DISTANCE_M`.
+    settings' `zone_max_distance_m` if it has one, else `DEFAULT_MAX_DISTANCE_M`. With `reuse`, the tables
+    already in the file are kept when they were built from the same raw zones, sites, cells and customers,
+    with the same distance and this same module (`meta.geo_state` records that): a refresh that loads only
+    daily files does not place a million homes again.
     """
     if max_distance_m is None:
         max_distance_m = float(getattr(settings, "zone_max_distance_m", DEFAULT_MAX_DISTANCE_M))
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    fingerprint = _inputs_fingerprint(con, max_distance_m)
+    if reuse:
+        kept = _kept_result(con, fingerprint)
+        if kept is not None:
+            log.info("geo: zones, sites, cells, customers and settings unchanged; placements kept")
+            return kept
     zones_raw = _read(con, "zones", ("zone_id", "zone_name", "zone_type", "parent_zone_id", "population",
                                      "geometry"))
     zones = zones_frame(zones_raw)
@@ -135,7 +149,51 @@ def build_geo(con: duckdb.DuckDBPyConnection, settings: Settings | None = None, 
                  a.n_unassigned, a.n_no_location)
     log.info("geo: %d zones mapped, %d bytes of GeoJSON (tolerance %.6f deg)", len(zmap), result.map_bytes,
              tolerance)
+    _save_state(con, fingerprint, result)
     return result
+
+
+STATE_TABLE = "meta.geo_state"
+_INPUTS = ("zones", "sites", "cells", "customers")
+
+
+def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, max_distance_m: float) -> str:
+    """What the placements depend on: the raw inputs' rows (count and XOR of row hashes), the distance, and
+    this module's own source (a new version places again)."""
+    parts = [f"distance={max_distance_m!r}", hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
+    for source in _INPUTS:
+        if _exists(con, "raw", source):
+            n, h = con.execute(f'SELECT count(*), coalesce(bit_xor(hash(t)), 0) FROM "raw"."{source}" AS t'
+                               ).fetchall()[0]
+            parts.append(f"{source}={n}:{h}")
+        else:
+            parts.append(f"{source}=absent")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _kept_result(con: duckdb.DuckDBPyConnection, fingerprint: str) -> GeoResult | None:
+    """The previous result, if the geo tables exist and were built from inputs with this fingerprint."""
+    if not _exists(con, "meta", "geo_state") or not all(_exists(con, *n.split(".")) for n in GEO_TABLES):
+        return None
+    rows = con.execute(f"SELECT result FROM {STATE_TABLE} WHERE fingerprint = ?", [fingerprint]).fetchall()
+    if not rows:
+        return None
+    d = json.loads(rows[0][0])
+    for kind in ("sites", "cells", "customers"):
+        d[kind] = Assignment(**d[kind])
+    return GeoResult(**(d | {"reused": True}))
+
+
+def _save_state(con: duckdb.DuckDBPyConnection, fingerprint: str, result: GeoResult) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS meta")
+    con.execute(f"CREATE OR REPLACE TABLE {STATE_TABLE} (fingerprint VARCHAR, result JSON)")
+    con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?)",
+                [fingerprint, json.dumps(dataclasses.asdict(result) | {"reused": False}, default=_plain)])
+
+
+def _plain(value: object) -> object:
+    """A NumPy scalar as the Python number it holds (for JSON)."""
+    return value.item()  # type: ignore[attr-defined]
 
 
 def ensure_geo_tables(con: duckdb.DuckDBPyConnection) -> list[str]:

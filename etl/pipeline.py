@@ -346,14 +346,15 @@ def build_geo(con: duckdb.DuckDBPyConnection, *, settings: Settings, steps: _Ste
         if geo is None:
             counts["note"] = "etl.geo is not installed: no zone assignment"
             return
-        result = geo.build_geo(con, settings)
+        result = geo.build_geo(con, settings, reuse=True)
         parts = []
         for kind in ("sites", "cells", "customers"):
             a = getattr(result, kind, None)
             if a is not None:
                 parts.append(f"{kind} {a.n_points:,} ({a.n_within:,} within, {a.n_nearest:,} nearest, "
                              f"{a.n_unassigned:,} unassigned, {a.n_no_location:,} without location)")
-        counts.update(read=getattr(result, "n_zones", None), note="zones; " + "; ".join(parts))
+        kept = "placements kept (zones, sites, cells and customers unchanged); " if result.reused else ""
+        counts.update(read=getattr(result, "n_zones", None), note=kept + "zones; " + "; ".join(parts))
 
 
 def build_models(con: duckdb.DuckDBPyConnection, *, settings: Settings, engine: str,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 
@@ -52,6 +54,28 @@ def test_sites_cells_and_homes_are_placed_and_counted(raw_db, zt):
     homes = zt.fetch(con, "SELECT customer_id, zone_id, method FROM staging.customer_zone ORDER BY 1")
     assert homes == [{"customer_id": "K1", "zone_id": "Z2", "method": "within"},
                      {"customer_id": "K2", "zone_id": None, "method": "no_location"}]
+
+
+def test_unchanged_inputs_keep_the_placements_and_a_change_places_again(raw_db, zt):
+    con = raw_db({"zones": [zt.square("Z1", 0), zt.square("Z2", 1)],
+                  "sites": [{"site_id": "S1", "latitude": 0.005, "longitude": 0.005}],
+                  "cells": [{"cell_id": "C1", "site_id": "S1"}],
+                  "customers": [{"customer_id": "K1", "home_latitude": 0.009, "home_longitude": 0.019}]})
+    first = build_geo(con, reuse=True)
+    assert not first.reused
+    con.execute("UPDATE staging.customer_zone SET zone_id = 'planted'")  # kept as is when nothing changed
+    again = build_geo(con, reuse=True)
+    assert again.reused and dataclasses.replace(again, reused=False) == first
+    assert zt.fetch(con, "SELECT zone_id FROM staging.customer_zone") == [{"zone_id": "planted"}]
+    assert not build_geo(con, reuse=True, max_distance_m=5.0).reused  # another distance: placed again
+    assert not build_geo(con).reused  # without reuse: always placed
+    assert zt.fetch(con, "SELECT zone_id FROM staging.customer_zone") == [{"zone_id": "Z2"}]
+    con.execute("UPDATE raw.customers SET home_longitude = 0.005")  # the customer moved to Z1
+    moved = build_geo(con, reuse=True)
+    assert not moved.reused
+    assert zt.fetch(con, "SELECT zone_id FROM staging.customer_zone") == [{"zone_id": "Z1"}]
+    con.execute("DROP TABLE staging.cell_zone")  # a geo table missing: placed again
+    assert not build_geo(con, reuse=True).reused
 
 
 def test_the_stated_distance_bounds_the_nearest_zone(zt):

@@ -114,6 +114,8 @@ def two_step(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list
     finally:
         logging.getLogger("etl.transforms").removeHandler(handler)
     assert result.ok, result.describe()
+    geo = [s for s in result.steps if s.step == "geo"]
+    assert geo and geo[0].note.startswith("placements kept"), geo  # only daily files changed
     return _live(inc), _whole_build(_live(inc), tmp / "whole.duckdb"), handler.lines
 
 
