@@ -42,6 +42,7 @@ WRITE_FLOOR = r"""
 import duckdb, sys, time
 src, dst, limit = sys.argv[1], sys.argv[2], sys.argv[3]
 con = duckdb.connect(dst)
+con.execute("SET enable_progress_bar = false")
 con.execute(f"SET memory_limit = '{limit}'")
 con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
 tables = con.execute("SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
@@ -94,7 +95,7 @@ def main() -> None:
         floor = run([sys.executable, "-c", WRITE_FLOOR, str(live), str(work / "floor.duckdb"), "3GB"])
         if floor.returncode:
             raise SystemExit(f"write floor failed:\n{floor.stderr[-4000:]}")
-        floor_rows, floor_tables, _ = floor.stdout.split()
+        floor_rows, floor_tables, _ = floor.stdout.strip().splitlines()[-1].split()
         shutil.rmtree(work / "wh_full", ignore_errors=True)
         (work / "floor.duckdb").unlink()
 
