@@ -45,11 +45,11 @@ con = duckdb.connect(dst)
 con.execute("SET enable_progress_bar = false")
 con.execute(f"SET memory_limit = '{limit}'")
 con.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
-tables = con.execute("SELECT schema_name, table_name, estimated_size FROM duckdb_tables() "
+tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
                      "WHERE database_name = 'src' AND schema_name IN ('raw', 'staging', 'marts')").fetchall()
 rows = 0
 t0 = time.perf_counter()
-for schema, table, _ in tables:
+for schema, table in tables:
     con.execute(f'CREATE TABLE "{schema}__{table}" AS SELECT * FROM src."{schema}"."{table}"')
     rows += con.execute(f'SELECT count(*) FROM "{schema}__{table}"').fetchone()[0]
 con.execute("CHECKPOINT")

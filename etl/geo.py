@@ -24,6 +24,8 @@ import pandas as pd
 import shapely
 
 from etl.config import Settings
+from etl.transforms.checks import table_exists
+from etl.transforms.incremental import whole_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +164,8 @@ def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, max_distance_m: float) -
     this module's own source (a new version places again)."""
     parts = [f"distance={max_distance_m!r}", hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]
     for source in _INPUTS:
-        if _exists(con, "raw", source):
-            n, h = con.execute(f'SELECT count(*), coalesce(bit_xor(hash(t)), 0) FROM "raw"."{source}" AS t'
-                               ).fetchall()[0]
+        if table_exists(con, f"raw.{source}"):
+            n, h = whole_fingerprint(con, f"raw.{source}")
             parts.append(f"{source}={n}:{h}")
         else:
             parts.append(f"{source}=absent")
@@ -173,7 +174,7 @@ def _inputs_fingerprint(con: duckdb.DuckDBPyConnection, max_distance_m: float) -
 
 def _kept_result(con: duckdb.DuckDBPyConnection, fingerprint: str) -> GeoResult | None:
     """The previous result, if the geo tables exist and were built from inputs with this fingerprint."""
-    if not _exists(con, "meta", "geo_state") or not all(_exists(con, *n.split(".")) for n in GEO_TABLES):
+    if not all(table_exists(con, n) for n in (STATE_TABLE, *GEO_TABLES)):
         return None
     rows = con.execute(f"SELECT result FROM {STATE_TABLE} WHERE fingerprint = ?", [fingerprint]).fetchall()
     if not rows:
@@ -188,7 +189,7 @@ def _save_state(con: duckdb.DuckDBPyConnection, fingerprint: str, result: GeoRes
     con.execute("CREATE SCHEMA IF NOT EXISTS meta")
     con.execute(f"CREATE OR REPLACE TABLE {STATE_TABLE} (fingerprint VARCHAR, result JSON)")
     con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?)",
-                [fingerprint, json.dumps(dataclasses.asdict(result) | {"reused": False}, default=_plain)])
+                [fingerprint, json.dumps(dataclasses.asdict(result), default=_plain)])
 
 
 def _plain(value: object) -> object:
@@ -202,7 +203,7 @@ def ensure_geo_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     for name, cols in GEO_TABLES.items():
         schema, table = name.split(".")
-        if not _exists(con, schema, table):
+        if not table_exists(con, name):
             ddl = ", ".join(f'"{c}" {t}' for c, t in cols.items())
             con.execute(f'CREATE TABLE "{schema}"."{table}" ({ddl})')
             created.append(name)
@@ -361,14 +362,6 @@ def _opt(df: pd.DataFrame, col: str) -> list:
             for v in df[col].tolist()]
 
 
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return bool(row and row[0][0])
-
-
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
     rows = con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
@@ -379,7 +372,7 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str
 
 def _read(con: duckdb.DuckDBPyConnection, source: str, cols: tuple[str, ...]) -> pd.DataFrame:
     """`raw.<source>` restricted to `cols` (absent columns as nulls; an absent table as no rows)."""
-    present = _columns(con, "raw", source) if _exists(con, "raw", source) else set()
+    present = _columns(con, "raw", source) if table_exists(con, f"raw.{source}") else set()
     if not present:
         return pd.DataFrame({c: pd.Series(dtype=float if c in _FLOATS else object) for c in cols})
     sel = ", ".join(f'"{c}"' if c in present else f'NULL::{"DOUBLE" if c in _FLOATS else "VARCHAR"} AS "{c}"'

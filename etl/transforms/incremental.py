@@ -32,7 +32,7 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 
-from etl.transforms.checks import qident
+from etl.transforms.checks import qident, table_exists
 from etl.transforms.registry import Model
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,6 @@ class State:
     """Dimension table → (rows, XOR of row hashes)."""
     sql: dict[str, str] = field(default_factory=dict)
     """Partitioned model → sha256 of its compiled SQL."""
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """Whether the qualified table `schema.table` exists in the file behind `con`."""
-    schema, _, table = name.partition(".")
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND "
-                            "table_name = ?", [schema, table]).fetchall()[0][0])
 
 
 def read_state(con: duckdb.DuckDBPyConnection) -> State:

@@ -35,8 +35,16 @@ from etl.config import Engine, Settings
 from etl.errors import CheckFailed, OpencemError
 from etl.geo import GEO_TABLES, ensure_geo_tables
 from etl.transforms import load_models
-from etl.transforms.checks import CheckResult, checks_for, failure_message, qident, run_checks, write_checks
-from etl.transforms.incremental import STATE_TABLE, Planner, changed_dates, rebuild_dates, table_exists
+from etl.transforms.checks import (
+    CheckResult,
+    checks_for,
+    failure_message,
+    qident,
+    run_checks,
+    table_exists,
+    write_checks,
+)
+from etl.transforms.incremental import STATE_TABLE, Planner, changed_dates, rebuild_dates
 from etl.transforms.registry import Model
 
 if TYPE_CHECKING:

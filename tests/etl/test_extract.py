@@ -387,7 +387,7 @@ def test_many_malformed_lines_are_all_kept(tmp_path):
 
 def test_a_file_validated_in_slices_gives_what_one_piece_gives(tmp_path, monkeypatch):
     """Large files are validated a slice at a time (to bound memory): same rows, rejects and lines."""
-    import etl.extract as extract
+    from etl import extract
 
     bad = {7: {"quantity": "lots"}, 8: {"service": "fax"}, 20: {"usage_at": "yesterday"}, 29: {"amount": "x"}}
     lines = [HEADER] + [row(i, **bad.get(i, {})) for i in range(30)]
