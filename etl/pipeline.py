@@ -381,7 +381,9 @@ def build_models(con: duckdb.DuckDBPyConnection, *, settings: Settings, engine: 
         ]
         failed = sum(not c.ok for c in checks)
         counts.update(written=sum(out.rows.values()),
-                      note=f"{len(out.rows)} tables ({engine}); {len(checks) - failed} checks passed, "
+                      note=f"{len(out.rows)} tables ({engine}"
+                      + (f", {len(out.kept)} kept unchanged" if out.kept else "")
+                      + f"); {len(checks) - failed} checks passed, "
                       f"{failed} failed" + (f"; created empty: {', '.join(out.created_inputs)}"
                                             if out.created_inputs else ""))
     return checks

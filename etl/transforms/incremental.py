@@ -15,6 +15,11 @@ such a table already holds every date; after a load only some dates changed:
   same as the stored one (so a new opencem version, or a changed setting, rebuilds it whole). Otherwise,
   or on the first build, or on Spark, the table is rebuilt whole.
 
+A model that is not partitioned keeps its table as the working copy holds it when its compiled SQL is the
+stored one and none of its inputs changed: no changed date in a fact input, every model it reads kept, and
+every other input's fingerprint the stored one. A daily load leaves customers, subscriptions, bills and what
+is built from them alone; without this, each refresh would rebuild them for nothing.
+
 The result is the same table a whole rebuild gives (tests compare them); the state is written at the end of
 every DuckDB build.
 """
@@ -55,7 +60,7 @@ class State:
     whole: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Dimension table → (rows, XOR of row hashes)."""
     sql: dict[str, str] = field(default_factory=dict)
-    """Partitioned model → sha256 of its compiled SQL."""
+    """Model → sha256 of its compiled SQL."""
 
 
 def read_state(con: duckdb.DuckDBPyConnection) -> State:
@@ -117,6 +122,9 @@ class Planner:
         self.current = State()
         self.enabled = enabled and bool(self.previous.sql)  # a previous build left its state
         self.partitioned = {m.name: m for m in order if m.partition}
+        self.models = {m.name for m in order}
+        self.kept: set[str] = set()
+        """Models that are not partitioned whose table this build kept (`unchanged`)."""
         self.touched: dict[str, set[dt.date | None]] = {}
         self.dates: dict[str, set[dt.date | None]] = {}
         for table, column in RAW_FACTS.items():
@@ -139,16 +147,9 @@ class Planner:
         if m.always_whole:
             return None
         for d in dims:
-            if d not in self.current.whole and table_exists(self.con, d):
-                self.current.whole[d] = whole_fingerprint(self.con, d)
-        why = None
-        if not self.enabled:
-            why = "first build"
-        elif not table_exists(self.con, m.name):
-            why = "table missing"
-        elif self.previous.sql.get(m.name) != digest:
-            why = "definition changed" if m.name in self.previous.sql else "first build"
-        else:
+            self._fingerprint(d)
+        why = self._new(m, digest)
+        if why is None:
             changed = [d for d in dims if self.previous.whole.get(d) != self.current.whole.get(d)]
             if changed:
                 why = "changed: " + ", ".join(changed)
@@ -163,6 +164,53 @@ class Planner:
             if self.is_fact(d):
                 dates |= self.touched[d]
         return dates
+
+    def unchanged(self, m: Model, expr: ir.Table) -> bool:
+        """Whether a model that is not partitioned keeps its table (also records the model's state): its
+        compiled SQL is the stored one, and none of its inputs changed since the last build."""
+        digest = sql_digest(expr)
+        self.current.sql[m.name] = digest
+        for d in m.depends_on:
+            if not self.is_fact(d):
+                self._fingerprint(d)
+        why = self._new(m, digest)
+        if why is None:
+            changed = [d for d in m.depends_on if not self._input_unchanged(d)]
+            if changed:
+                why = "changed: " + ", ".join(changed)
+        if why:
+            log.info("build: %s rebuilt (%s)", m.name, why)
+            return False
+        self.kept.add(m.name)
+        log.info("build: %s kept (its inputs and definition are unchanged)", m.name)
+        return True
+
+    def _new(self, m: Model, digest: str) -> str | None:
+        """Why the model's table cannot be kept or rebuilt by dates whatever its inputs, or None."""
+        if not self.enabled:
+            return "first build"
+        if not table_exists(self.con, m.name):
+            return "table missing"
+        if self.previous.sql.get(m.name) != digest:
+            return "definition changed" if m.name in self.previous.sql else "first build"
+        return None
+
+    def _fingerprint(self, name: str) -> None:
+        """Record the fingerprint of a table read as a whole (a kept model's is the stored one)."""
+        if name in self.current.whole:
+            return
+        if name in self.kept and name in self.previous.whole:
+            self.current.whole[name] = self.previous.whole[name]
+        elif table_exists(self.con, name):
+            self.current.whole[name] = whole_fingerprint(self.con, name)
+
+    def _input_unchanged(self, name: str) -> bool:
+        if self.is_fact(name):
+            return name in self.touched and not self.touched[name]
+        if name in self.models:
+            return name in self.kept
+        before = self.previous.whole.get(name)
+        return before is not None and before == self.current.whole.get(name)
 
     def input_dates(self, m: Model) -> set[dt.date | None]:
         """Every date the model's fact inputs hold (its rows can only be of those dates)."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import ibis
 import ibis.expr.types as ir
 
-from etl.transforms.registry import Tables, model
+from etl.transforms.registry import Tables, model, without
 
 #: The hourly KPIs a customer "experiences": each charging event carries the KPIs of its cell in its hour.
 EXPERIENCE_KPIS: tuple[str, ...] = (
@@ -51,7 +51,7 @@ _USAGE_DEPS = ("staging.charging", "staging.kpi_hourly")
 def attach(left: ir.Table, right: ir.Table, on: Sequence[str]) -> ir.Table:
     """Left-join `right` onto `left` by the `on` columns, keeping only the left copy of the keys."""
     joined = left.left_join(right, list(on))
-    return joined.drop(*[f"{k}_right" for k in on if f"{k}_right" in joined.columns])
+    return without(joined, *[f"{k}_right" for k in on])
 
 
 def ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
@@ -342,12 +342,13 @@ def customer_360(tables: Tables) -> ir.Table:
         "n_network_tickets", "n_tickets_bad_outcome", "n_active_promotions", "n_alarms_affected", "n_outages",
         "outage_minutes",
     ])
-    return out.mutate(
+    out = out.mutate(
         payment_type=_payment_type(out.n_prepaid_active, out.n_postpaid_active),
         tenure_days=out.as_of_date.delta(ibis.coalesce(out.first_start_date, out.created_at.date()),
                                          unit="day"),
         kpi_coverage_pct=100.0 * ratio(out.n_events_with_kpi, out.n_events_on_cells),
-    ).drop("n_prepaid_active", "n_postpaid_active")
+    )
+    return without(out, "n_prepaid_active", "n_postpaid_active")
 
 
 def _payment_type(n_prepaid: ir.IntegerValue, n_postpaid: ir.IntegerValue) -> ir.StringValue:
@@ -551,7 +552,7 @@ def churn_features(tables: Tables) -> ir.Table:
         kpi_coverage_pct=100.0 * ratio(out.n_events_with_kpi_28d, out.n_events_on_cells_28d),
         label_churn_30d=out.n_terminating > 0,
     )
-    return out.drop(
-        "n_prepaid_active", "n_postpaid_active", "first_start_date", "last_usage_date", "first_topup_at",
+    return without(
+        out, "n_prepaid_active", "n_postpaid_active", "first_start_date", "last_usage_date", "first_topup_at",
         "last_topup_at", "n_terminating", "start_date", "end_date",
     ).relocate("customer_id", "snapshot_date")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from etl.transforms.registry import Tables, model
+from etl.transforms.registry import Tables, model, without
 
 #: The zone that revenue or KPIs land in when no zone can be found for them.
 UNASSIGNED = "UNASSIGNED"
@@ -474,4 +474,4 @@ def zone_scorecard(tables: Tables) -> ir.Table:
                      + 1).cast("int64"),
     )
     t = _left(t, ranked, [("zone_id", "q_zone_id"), ("period", "q_period")])
-    return t.drop("m_period", "median_revenue", "median_index", "q_zone_id", "q_period")
+    return without(t, "m_period", "median_revenue", "median_index", "q_zone_id", "q_period")

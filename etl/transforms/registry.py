@@ -79,3 +79,11 @@ def model(name: str, *, grain: str, key: tuple[str, ...], depends_on: tuple[str,
         return fn
 
     return register
+
+
+def without(t: ir.Table, *names: str) -> ir.Table:
+    """`t` without the columns `names`, the others in their order. Ibis's own `drop` of several columns
+    compiles them in set order, which changes between processes: a model's SQL, and so its digest
+    (`etl.transforms.incremental`), must be the same every time it is built."""
+    return t.select(*[c for c in t.columns if c not in names])
+

@@ -68,6 +68,8 @@ class BuildResult:
     total_s: float
     created_inputs: tuple[str, ...] = field(default=())
     """Input tables that did not exist and were created empty (sources not loaded)."""
+    kept: tuple[str, ...] = field(default=())
+    """Models whose table was kept as it was: their inputs and definition are unchanged (DuckDB)."""
 
     @property
     def passed(self) -> bool:
@@ -99,8 +101,9 @@ def build(con: duckdb.DuckDBPyConnection, *, engine: Engine = "duckdb", settings
     write_kpi_thresholds(con, settings)
     timings: dict[str, float] = {}
     rebuilt: dict[str, set] = {}
+    kept: set[str] = set()
     if engine == "duckdb":
-        rebuilt = _build_duckdb(con, order, timings, incremental=incremental and only is None)
+        rebuilt, kept = _build_duckdb(con, order, timings, incremental=incremental and only is None)
     else:
         _build_spark(con, order, timings, session=spark)
         con.execute(f"DROP TABLE IF EXISTS {STATE_TABLE}")  # the next DuckDB build starts whole
@@ -112,7 +115,8 @@ def build(con: duckdb.DuckDBPyConnection, *, engine: Engine = "duckdb", settings
     write_checks(con, results, engine=engine, checked_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
     timings["checks"] = time.perf_counter() - tc
     result = BuildResult(engine=engine, rows=rows, checks=tuple(results), timings_s=timings,
-                         total_s=time.perf_counter() - t0, created_inputs=tuple(created))
+                         total_s=time.perf_counter() - t0, created_inputs=tuple(created),
+                         kept=tuple(m.name for m in order if m.name in kept))
     if not result.passed:
         err = CheckFailed(failure_message(results))
         err.result = result  # type: ignore[attr-defined]
@@ -188,8 +192,9 @@ def write_kpi_thresholds(con: duckdb.DuckDBPyConnection, settings: Settings) -> 
 
 
 def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: dict[str, float], *,
-                  incremental: bool) -> dict[str, set]:
-    """Build `order` on DuckDB; return, for each partitioned model rebuilt by dates, the dates rebuilt."""
+                  incremental: bool) -> tuple[dict[str, set], set[str]]:
+    """Build `order` on DuckDB; return, for each partitioned model rebuilt by dates, the dates rebuilt, and
+    the models whose table was kept."""
     be = ibis.duckdb.from_connection(con)
     tables = {name: _ibis_table(be, name) for name in external_inputs(order)}
     t = time.perf_counter()
@@ -201,7 +206,9 @@ def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: d
         schema, _, table = m.name.partition(".")
         expr = m.build(tables)
         dates = planner.plan(m, expr) if m.partition else None
-        if dates is None:
+        if not m.partition and planner.unchanged(m, expr):
+            pass  # the working copy's table is this build's
+        elif dates is None:
             before = planner.fingerprints_of(m)
             input_dates = planner.input_dates(m) if m.partition and not m.always_whole else None
             if input_dates:
@@ -219,7 +226,7 @@ def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: d
         tables[m.name] = _ibis_table(be, m.name)
         timings[m.name] = time.perf_counter() - t
     planner.save()
-    return rebuilt
+    return rebuilt, planner.kept
 
 
 def _create_by_dates(con: duckdb.DuckDBPyConnection, be, m: Model, expr: ir.Table, dates: set) -> None:
