@@ -8,7 +8,7 @@ Field names follow the TM Forum Open API resource named on each source, flattene
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -479,12 +479,12 @@ def render_markdown() -> str:
         "",
         "Generated from `etl/contracts.py` by `python -m etl.contracts > docs/contracts.md`; do not edit.",
         "",
-        "A file belongs to the source its name starts with (`charging.csv`, `charging_20261101.csv.gz`,"
+        ("A file belongs to the source its name starts with (`charging.csv`, `charging_20261101.csv.gz`,"
         " `cells.parquet`, `zones.geojson`). CSV files are UTF-8 (a BOM is accepted) or Latin-1, comma"
         " separated, with a header row; gzip'd CSV and Parquet are read as they are. Dates are ISO 8601"
         " (`2026-11-01`), timestamps ISO 8601 without or with a UTC offset (`2026-11-01T13:00:00`); booleans"
         f" are one of {', '.join(TRUE_VALUES)} / {', '.join(FALSE_VALUES)}. An operator whose exports differ"
-        " supplies a mapping file instead.",
+        " supplies a mapping file instead."),
         "",
         "## Reason codes",
         "",
@@ -504,8 +504,8 @@ def render_markdown() -> str:
             "",
             f"- Grain: {s.grain}; key: {', '.join(f'`{k}`' for k in s.key)}",
             f"- TM Forum: {s.tmf}",
-            f"- Files: {'one per day, ' + s.name + '_YYYYMMDD' if s.partitioned else 'a full snapshot'}"
-            f"{' (GeoJSON)' if s.geo else ''}",
+            (f"- Files: {'one per day, ' + s.name + '_YYYYMMDD' if s.partitioned else 'a full snapshot'}"
+            f"{' (GeoJSON)' if s.geo else ''}"),
         ]
         if s.event_time:
             out.append(f"- As-of time: the latest `{s.event_time}`")

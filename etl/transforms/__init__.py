@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from etl.transforms.registry import MODELS, Model, Tables, model
 
-__all__ = ["MODELS", "Model", "Tables", "model", "load_models"]
+__all__ = ["MODELS", "Model", "Tables", "load_models", "model"]
 
 
 def load_models() -> dict[str, Model]:
