@@ -8,7 +8,9 @@ The rules (docs/architecture.md, "The warehouse file"):
 
 - A file is known by its name (relative to the source folder), the source it feeds (a mapping may feed
   several sources from one file) and its sha256. Unchanged files are skipped; a changed file (same name,
-  new hash) first removes every row, landed or quarantined, of its earlier version.
+  new hash) first removes every row, landed or quarantined, of its earlier version. A file whose size and
+  modification time (to the nanosecond) are the ones the manifest recorded when it was loaded is not read
+  again to hash it: its recorded hash is taken (as `git status` does); any write to it changes the time.
 - Duplicate keys: the row of the most recently loaded file wins (within one refresh, files load in name
   order; ties by the later line, then by the later row a mapping produced from it); the superseded row
   goes to quarantine as `duplicate_key`, naming its winner.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +72,7 @@ MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("rows_quarantined", "BIGINT"),
     ("load_id", "BIGINT"),
     ("loaded_at", "TIMESTAMP"),
+    ("mtime_ns", "BIGINT"),
 )
 
 LOADS_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -192,6 +195,8 @@ class Folder:
     root: Path
     files: tuple[SourceFile, ...]
     ignored: tuple[str, ...]
+    hashed: int = 0
+    """Files read to hash them (the others' size and time were the manifest's: their hash is its)."""
 
 
 def load_order_key(source: str, name: str) -> tuple[int, str]:
@@ -199,10 +204,13 @@ def load_order_key(source: str, name: str) -> tuple[int, str]:
     return (LOAD_ORDER.index(source), name)
 
 
-def scan_folder(folder: Path, *, mapping: object | None = None) -> Folder:
+def scan_folder(folder: Path, *, mapping: object | None = None, known: Mapping[str, FileStat] | None = None
+                ) -> Folder:
     """The extract files of a folder with their hashes; the files no source takes are listed as ignored.
 
     Discovery is `etl.extract.extract_source_dir`: canonical names in the folder, plus a mapping's patterns.
+    `known` (`read_file_stats` of the live manifest): a file whose size and modification time are the ones
+    recorded there keeps its recorded hash instead of being read.
     """
     from etl.extract import extract_source_dir
 
@@ -210,17 +218,25 @@ def scan_folder(folder: Path, *, mapping: object | None = None) -> Folder:
     if not folder.is_dir():
         raise UsageError(f"source folder {folder} does not exist or is not a folder; expected a folder of extracts")
     found = extract_source_dir(folder, mapping=mapping)
+    known = known or {}
     hashes: dict[Path, tuple[str, int, int]] = {}
     files: list[SourceFile] = []
+    hashed = 0
     for path, source in found:
         if path not in hashes:
             st = path.stat()
-            hashes[path] = (sha256_file(path), st.st_size, st.st_mtime_ns)
+            seen = known.get(found.name(path))
+            if seen is not None and (seen.size_bytes, seen.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                sha = seen.sha256
+            else:
+                sha, hashed = sha256_file(path), hashed + 1
+            hashes[path] = (sha, st.st_size, st.st_mtime_ns)
         sha, size, mtime = hashes[path]
         files.append(SourceFile(path=path, name=found.name(path), source=source.name, sha256=sha, size_bytes=size,
                                 mtime_ns=mtime))
     files.sort(key=lambda f: load_order_key(f.source, f.name))
-    return Folder(root=folder, files=tuple(files), ignored=tuple(found.name(p) for p in found.ignored))
+    return Folder(root=folder, files=tuple(files), ignored=tuple(found.name(p) for p in found.ignored),
+                  hashed=hashed)
 
 
 @dataclass(frozen=True)
@@ -251,6 +267,26 @@ def read_manifest(con: duckdb.DuckDBPyConnection) -> Manifest:
     if not exists:
         return {}
     return {(f, s): h for f, s, h in con.execute("SELECT file, source, sha256 FROM raw.manifest").fetchall()}
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the manifest recorded of a loaded file: its size, modification time and hash."""
+
+    size_bytes: int
+    mtime_ns: int
+    sha256: str
+
+
+def read_file_stats(con: duckdb.DuckDBPyConnection) -> dict[str, FileStat]:
+    """File name → its recorded size, time and hash (files loaded before times were recorded are left out)."""
+    cols = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'raw' AND table_name = 'manifest'").fetchall()}
+    if "mtime_ns" not in cols:
+        return {}
+    rows = con.execute("SELECT file, size_bytes, mtime_ns, sha256 FROM raw.manifest "
+                       "WHERE mtime_ns IS NOT NULL AND size_bytes IS NOT NULL").fetchall()
+    return {f: FileStat(size_bytes=n, mtime_ns=t, sha256=h) for f, n, t, h in rows}
 
 
 def diff_manifest(manifest: Manifest, files: Sequence[SourceFile]) -> ManifestDiff:
@@ -363,7 +399,7 @@ def _insert_frame(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, *, table:
 
 
 def land(con: duckdb.DuckDBPyConnection, result: Extracted, *, load_id: int, sha256: str, size_bytes: int,
-         loaded_at: datetime | None = None) -> LandedFile:
+         loaded_at: datetime | None = None, mtime_ns: int | None = None) -> LandedFile:
     """Land one extracted file: good rows into raw.<source>, rejects into raw.quarantine, a manifest row.
 
     The caller removes an earlier version of the same file first (`remove_file`). `_file` and `file` are
@@ -389,9 +425,9 @@ def land(con: duckdb.DuckDBPyConnection, result: Extracted, *, load_id: int, sha
     con.execute("DELETE FROM raw.manifest WHERE file = ? AND source = ?", [result.file, source.name])
     con.execute(
         f"INSERT INTO raw.manifest ({', '.join(q(n) for n, _ in MANIFEST_COLUMNS)}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [result.file, source.name, sha256, size_bytes, result.rows_read, kept, quarantined, load_id,
-         loaded_at or utcnow()],
+         loaded_at or utcnow(), mtime_ns],
     )
     return LandedFile(file=result.file, source=source.name, rows_read=result.rows_read, rows_kept=kept,
                       rows_quarantined=quarantined)

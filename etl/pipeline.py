@@ -32,6 +32,7 @@ from etl.config import Settings
 from etl.contracts import LOAD_ORDER
 from etl.errors import CheckFailed, UsageError
 from etl.load import (
+    FileStat,
     Folder,
     Manifest,
     ManifestDiff,
@@ -46,6 +47,7 @@ from etl.load import (
     loaded_sources,
     next_load_id,
     quarantine_by_reason,
+    read_file_stats,
     read_manifest,
     reconcile,
     reject_rates,
@@ -257,13 +259,14 @@ def load_mapping(path: Path | None) -> Any:
     return _load(Path(path))
 
 
-def read_live_manifest(wh: Warehouse) -> Manifest:
-    """The manifest of the live version, read-only; empty when nothing is published."""
+def read_live_manifest(wh: Warehouse) -> tuple[Manifest, dict[str, FileStat]]:
+    """The manifest of the live version, and its files' recorded sizes and times (`read_file_stats`), read
+    only; both empty when nothing is published."""
     if wh.live_name() is None:
-        return {}
+        return {}, {}
     con = wh.open_current()
     try:
-        return read_manifest(con)
+        return read_manifest(con), read_file_stats(con)
     finally:
         con.close()
 
@@ -292,7 +295,8 @@ def extract_and_land(con: duckdb.DuckDBPyConnection, diff: ManifestDiff, *, load
             if (after.st_size, after.st_mtime_ns) != (f.size_bytes, f.mtime_ns):
                 raise UsageError(f"file {f.name} changed while the refresh was reading it; run the refresh "
                                  "again once the file is complete")
-            out = land(con, result, load_id=load_id, sha256=f.sha256, size_bytes=f.size_bytes)
+            out = land(con, result, load_id=load_id, sha256=f.sha256, size_bytes=f.size_bytes,
+                       mtime_ns=f.mtime_ns)
             counts.update(read=out.rows_read, kept=out.rows_kept, rejected=out.rows_quarantined, written=out.rows_kept)
             if result.warnings:
                 counts["note"] = "; ".join(filter(None, [counts.get("note", ""), *result.warnings]))
@@ -446,12 +450,14 @@ def refresh(settings: Settings, *, source: Path, mapping: Path | None = None, en
 def _refresh_locked(settings: Settings, wh: Warehouse, source: Path, mapping: Any, *, engine: str,
                     steps: _Steps, pause: Callable[[str], None], started: datetime, t0: float,
                     previous: str | None) -> RefreshResult:
+    manifest, stats = read_live_manifest(wh)
     with steps.step("scan") as counts:
-        folder: Folder = scan_folder(source, mapping=mapping)
-        counts.update(read=len(folder.files), note=f"{len(folder.ignored)} ignored"
+        folder: Folder = scan_folder(source, mapping=mapping, known=stats)
+        counts.update(read=len(folder.files), note=f"{folder.hashed} hashed, "
+                      f"{len(folder.files) - folder.hashed} known by size and time; {len(folder.ignored)} ignored"
                       + (f" ({', '.join(folder.ignored)})" if folder.ignored else ""))
     with steps.step("manifest") as counts:
-        diff = diff_manifest(read_live_manifest(wh), folder.files)
+        diff = diff_manifest(manifest, folder.files)
         counts.update(read=len(folder.files), note=f"{len(diff.new)} new, {len(diff.changed)} changed, "
                       f"{len(diff.unchanged)} unchanged, {len(diff.missing)} no longer in the folder")
     base: dict[str, Any] = {

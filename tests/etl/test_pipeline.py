@@ -8,6 +8,7 @@ module and each test works on a copy of its warehouse and source folder.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -92,6 +93,29 @@ def test_running_the_same_refresh_twice_changes_nothing(env):
     assert "nothing new" in again.describe()
     last = json.loads((settings.warehouse_dir / LAST_REFRESH).read_text())
     assert last["status"] == "nothing_new" and last["live_version"] == "v000001.duckdb"
+
+
+def test_files_known_by_size_and_time_are_not_read_again(env, monkeypatch: pytest.MonkeyPatch):
+    """The manifest records each file's size and modification time: a file that still has both keeps its
+    recorded hash unread; a touched file (same bytes, a new time) is read again and found unchanged."""
+    import etl.load
+
+    src, settings = env
+    hashed: list[str] = []
+    real = etl.load.sha256_file
+    monkeypatch.setattr(etl.load, "sha256_file", lambda path, **kw: hashed.append(path.name) or real(path, **kw))
+    lines: list[str] = []
+    again = run(settings, src, lines)
+    assert again.status == "nothing_new" and hashed == []
+    assert any(line.startswith("scan: read 6; 0 hashed, 6 known by size and time; 1 ignored") for line in lines), lines
+    cells = src / "cells.csv"
+    st = cells.stat()
+    os.utime(cells, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    again = run(settings, src)
+    assert hashed == ["cells.csv"] and again.status == "nothing_new" and again.unchanged_files == 6
+    write_day(src, "20261101", [usage_line("U20261101-1", "20261101", amount=7.0)])  # rewritten: a new time
+    again = run(settings, src)
+    assert "charging_20261101.csv" in hashed and [f.change for f in again.files] == ["changed"]
 
 
 def test_the_next_day_loads_only_its_file(env):
