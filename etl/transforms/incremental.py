@@ -15,6 +15,13 @@ such a table already holds every date; after a load only some dates changed:
   same as the stored one (so a new opencem version, or a changed setting, rebuilds it whole). Otherwise,
   or on the first build, or on Spark, the table is rebuilt whole.
 
+A date that changed in a few rows (late events of a day already loaded) need not be rebuilt whole. A model
+with `compare_rows` (staging.charging: its values are copied from the landed rows, never summed) rebuilds a
+date it already holds by computing that date's rows and writing only the ones that differ from the stored
+ones; the `subkey` values (customers) of the rows that changed go downstream, and a model with the same
+`subkey` rebuilds only those values' rows of that date, when every input that changed the date says which
+values changed and they are at most KEYED_MAX.
+
 A model that is not partitioned keeps its table as the working copy holds it when its compiled SQL is the
 stored one and none of its inputs changed: no changed date in a fact input, every model it reads kept, and
 every other input's fingerprint the stored one. A daily load leaves customers, subscriptions, bills and what
@@ -49,6 +56,11 @@ RAW_FACTS: dict[str, str] = {
     "raw.topups": "topup_at",
 }
 STATE_TABLE = "meta.build_state"
+#: A date whose changed subkey values are more than this is rebuilt whole (cheaper than a long list).
+KEYED_MAX = 10_000
+
+#: Per date, the subkey values whose rows changed (a date absent: any row may have changed).
+Keys = dict[dt.date, frozenset]
 
 
 @dataclass
@@ -124,6 +136,8 @@ class Planner:
         self.partitioned = {m.name: m for m in order if m.partition}
         self.models = {m.name for m in order}
         self.kept: set[str] = set()
+        self.keys: dict[str, Keys] = {}
+        """Partitioned models with a subkey → the values whose rows changed, for dates rebuilt by values."""
         """Models that are not partitioned whose table this build kept (`unchanged`)."""
         self.touched: dict[str, set[dt.date | None]] = {}
         self.dates: dict[str, set[dt.date | None]] = {}
@@ -164,6 +178,30 @@ class Planner:
             if self.is_fact(d):
                 dates |= self.touched[d]
         return dates
+
+    def keys_for(self, m: Model, dates: Iterable[dt.date | None]) -> Keys:
+        """For each date, the subkey values whose rows of that date may have changed, when every input that
+        changed the date knows them (the dates left out are rebuilt whole)."""
+        if not m.subkey:
+            return {}
+        facts = [d for d in m.depends_on if self.is_fact(d) and d not in m.floor_inputs]
+        out: Keys = {}
+        for day in dates:
+            if day is None:
+                continue
+            sets = []
+            for f in facts:
+                if day not in self.touched.get(f, set()):
+                    continue
+                same = f in self.partitioned and self.partitioned[f].subkey == m.subkey
+                known = self.keys.get(f, {}).get(day) if same else None
+                if known is None:
+                    break
+                sets.append(known)
+            else:
+                if sets:
+                    out[day] = frozenset().union(*sets)
+        return out
 
     def unchanged(self, m: Model, expr: ir.Table) -> bool:
         """Whether a model that is not partitioned keeps its table (also records the model's state): its
@@ -239,10 +277,14 @@ class Planner:
 
 
 def rebuild_dates(con: duckdb.DuckDBPyConnection, m: Model, expr: ir.Table, dates: set[dt.date | None],
-                  tables: Mapping[str, ir.Table]) -> set[dt.date | None]:
+                  tables: Mapping[str, ir.Table], *, keys: Keys | None = None
+                  ) -> tuple[set[dt.date | None], Keys]:
     """Replace the rows of `dates` (and of dates before the model's floor) of `m` by its expression's rows.
 
-    Returns every date whose rows changed (those rebuilt and those dropped by the floor).
+    `keys` (`Planner.keys_for`): dates the table already holds where only some subkey values changed; only
+    their rows are rebuilt. A `compare_rows` model rebuilds the other dates it already holds by comparison.
+    Returns every date whose rows changed (those rebuilt and those dropped by the floor), and for the dates
+    rebuilt by values or by comparison, the subkey values whose rows changed.
     """
     col, table = qident(m.partition), qident(m.name)
     dropped: set[dt.date | None] = set()
@@ -255,7 +297,41 @@ def rebuild_dates(con: duckdb.DuckDBPyConnection, m: Model, expr: ir.Table, date
     todo = sorted(d for d in dates | dropped if d is not None)
     has_null = None in dates
     if not todo and not has_null:
-        return set()
+        return set(), {}
+    held: set[dt.date] = set()
+    if m.subkey:
+        held = {r[0] for r in con.execute(f"SELECT DISTINCT {col} FROM {table} WHERE {col} IN "
+                                          "(SELECT unnest(?::DATE[]))", [todo]).fetchall()} - dropped
+    keys = keys or {}
+    by_values = {d: keys[d] for d in todo if d in held and d in keys and len(keys[d]) <= KEYED_MAX}
+    compared = [d for d in todo if m.compare_rows and d in held and d not in by_values]
+    whole = [d for d in todo if d not in by_values and d not in compared]
+    changed: set[dt.date | None] = set()
+    changed_keys: Keys = {}
+    if whole or has_null:
+        _replace_dates(con, m, expr, whole, has_null)
+        changed |= set(whole) | ({None} if has_null else set())
+    for d, values in by_values.items():
+        t0 = time.perf_counter()
+        _replace_values(con, m, expr, d, values)
+        log.info("build: %s: %s rebuilt for %d %s value(s) in %.2f s", m.name, d, len(values), m.subkey,
+                 time.perf_counter() - t0)
+        changed.add(d)
+        changed_keys[d] = values
+    for d in compared:
+        t0 = time.perf_counter()
+        values = _replace_differing_rows(con, m, expr, d)
+        log.info("build: %s: %s compared, rows of %d %s value(s) changed, in %.2f s", m.name, d, len(values),
+                 m.subkey, time.perf_counter() - t0)
+        if values:
+            changed.add(d)
+            changed_keys[d] = values
+    return changed, changed_keys
+
+
+def _replace_dates(con: duckdb.DuckDBPyConnection, m: Model, expr: ir.Table, todo: list[dt.date],
+                   has_null: bool) -> None:
+    col, table = qident(m.partition), qident(m.name)
     where = f"{col} IN (SELECT unnest(?::DATE[]))" + (f" OR {col} IS NULL" if has_null else "")
     t0 = time.perf_counter()
     con.execute(f"DELETE FROM {table} WHERE {where}", [todo]).fetchall()
@@ -268,4 +344,53 @@ def rebuild_dates(con: duckdb.DuckDBPyConnection, m: Model, expr: ir.Table, date
     con.execute(f"INSERT INTO {table} BY NAME {sql}").fetchall()
     log.info("build: %s: %d date(s) deleted in %.2f s, rebuilt in %.2f s", m.name, len(todo) + has_null,
              t1 - t0, time.perf_counter() - t1)
-    return set(todo) | ({None} if has_null else set())
+
+
+def _values_filter(column: str, values: frozenset) -> tuple[str, list]:
+    """SQL for the column expression `column` among `values` (None among them: the null rows too), and its
+    parameters: a list of constants, which DuckDB pushes down to the scans (a subquery it would not)."""
+    given = sorted(v for v in values if v is not None)
+    parts = [f"{column} IN ({', '.join('?' * len(given))})"] if given else []
+    if None in values:
+        parts.append(f"{column} IS NULL")
+    return "(" + (" OR ".join(parts) or "false") + ")", given
+
+
+def _replace_values(con: duckdb.DuckDBPyConnection, m: Model, expr: ir.Table, day: dt.date,
+                    values: frozenset) -> None:
+    """Rebuild the rows of one date and some subkey values."""
+    col, key, table = qident(m.partition), qident(m.subkey), qident(m.name)
+    cond, params = _values_filter(key, values)
+    con.execute(f"DELETE FROM {table} WHERE {col} = ? AND {cond}", [day, *params]).fetchall()
+    sql = ibis.to_sql(expr.filter(expr[m.partition] == day), dialect="duckdb")
+    cond, params = _values_filter(f"n.{key}", values)
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({sql}) AS n WHERE {cond}", params).fetchall()
+
+
+def _replace_differing_rows(con: duckdb.DuckDBPyConnection, m: Model, expr: ir.Table, day: dt.date
+                            ) -> frozenset:
+    """Rebuild one date by comparison: delete the stored rows no new row equals, insert the new rows no
+    stored row equals; return the subkey values of both (the values whose rows changed)."""
+    col, key, table = qident(m.partition), qident(m.subkey), qident(m.name)
+    cols = [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ? ORDER BY column_index", list(m.name.split("."))).fetchall()]
+    same = " AND ".join(f"o.{qident(c)} IS NOT DISTINCT FROM n.{qident(c)}" for c in cols)
+    sql = ibis.to_sql(expr.filter(expr[m.partition] == day), dialect="duckdb")
+    new, stale, fresh = '"__opencem_new"', '"__opencem_stale"', '"__opencem_fresh"'
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS SELECT {', '.join(qident(c) for c in cols)} "
+                    f"FROM ({sql})").fetchall()
+        stored = f"(SELECT rowid AS rid, * FROM {table} WHERE {col} = ?) AS o"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {stale} AS SELECT o.rid, o.{key} AS k FROM {stored} "
+                    f"ANTI JOIN {new} AS n ON {same}", [day]).fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {fresh} AS SELECT n.* FROM {new} AS n "
+                    f"ANTI JOIN {stored} ON {same}", [day]).fetchall()
+        values = {r[0] for r in con.execute(f"SELECT DISTINCT k FROM {stale}").fetchall()}
+        values |= {r[0] for r in con.execute(f"SELECT DISTINCT {key} FROM {fresh}").fetchall()}
+        con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rid FROM {stale})").fetchall()
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {fresh}").fetchall()
+    finally:
+        for t in (new, stale, fresh):
+            con.execute(f"DROP TABLE IF EXISTS {t}").fetchall()
+    return frozenset(values)

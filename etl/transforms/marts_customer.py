@@ -112,6 +112,7 @@ def usage_base(tables: Tables) -> ir.Table:
     nullable_key=("cell_id",),
     depends_on=_USAGE_DEPS,
     partition="usage_date",
+    subkey="customer_id",
 )
 def customer_cell_daily(tables: Tables) -> ir.Table:
     """Charging aggregated per customer, subscription, date and cell, with the KPIs of each event's cell-hour.

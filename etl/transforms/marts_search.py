@@ -102,6 +102,7 @@ def msisdn_lookup(tables: Tables) -> ir.Table:
     key=("customer_id", "usage_date", "service"),
     depends_on=_DAILY_DEPS,
     partition="usage_date",
+    subkey="customer_id",
 )
 def customer_usage_daily(tables: Tables) -> ir.Table:
     """One row per customer per day per service: events, charges, and quantity in the service's units
@@ -142,6 +143,7 @@ def hourly_floor(tables: Tables) -> ir.Table:
     partition_floor=hourly_floor,
     floor_inputs=tuple(d for d in _WINDOW_DEPS if d != "staging.charging"),
     key_fixes_partition=True,  # usage_date is hour_at's date
+    subkey="customer_id",
 )
 def customer_usage_hourly(tables: Tables) -> ir.Table:
     """One row per customer per cell per hour of the last 7 loaded days (the last loaded date included):

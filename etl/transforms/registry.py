@@ -40,6 +40,16 @@ class Model:
     """A partitioned model whose dates are not independent (the calendar fills the span between the first
     and last dates): always rebuilt whole, its changed dates found by comparing its rows date by date."""
 
+    subkey: str | None = None
+    """For a partitioned model: a column such that the rows of one date and one value of it depend only on
+    the fact inputs' rows of that date and value (`customer_id` for per-customer daily tables). When the
+    inputs say which values changed on a date they already held (a few late events), only those values'
+    rows of that date are rebuilt."""
+    compare_rows: bool = False
+    """For a partitioned model with a `subkey` whose values are copied from its inputs, never summed: a date
+    it already holds is rebuilt by computing its rows and writing only those that differ from the stored
+    ones; the subkey values of the rows that changed go to the models downstream."""
+
     key_fixes_partition: bool = False
     """Every row of one key value has the same partition date (set for a key that derives the date, such as
     an hour; implied when the partition column is in the key). A key check after an incremental build then
@@ -62,12 +72,17 @@ MODELS: dict[str, Model] = {}
 def model(name: str, *, grain: str, key: tuple[str, ...], depends_on: tuple[str, ...],
           nullable_key: tuple[str, ...] = (), partition: str | None = None,
           partition_floor: Callable[[Tables], ir.Table] | None = None, floor_inputs: tuple[str, ...] = (),
-          always_whole: bool = False, key_fixes_partition: bool = False):
+          always_whole: bool = False, key_fixes_partition: bool = False, subkey: str | None = None,
+          compare_rows: bool = False):
     """Register a model-building function under `name` (`staging.x` or `marts.x`)."""
     if not name.startswith(("staging.", "marts.")):
         raise ValueError(f"model name must be staging.<x> or marts.<x>, got {name}")
     if not set(nullable_key) <= set(key):
         raise ValueError(f"{name}: nullable_key {nullable_key} must be part of the key {key}")
+    if (subkey or compare_rows) and not partition:
+        raise ValueError(f"{name}: subkey and compare_rows need a partition")
+    if compare_rows and not subkey:
+        raise ValueError(f"{name}: compare_rows needs a subkey")
 
     def register(fn: Callable[[Tables], ir.Table]) -> Callable[[Tables], ir.Table]:
         if name in MODELS and MODELS[name].build is not fn:
@@ -75,7 +90,7 @@ def model(name: str, *, grain: str, key: tuple[str, ...], depends_on: tuple[str,
         MODELS[name] = Model(name=name, grain=grain, key=key, depends_on=depends_on, build=fn,
                              nullable_key=nullable_key, partition=partition, partition_floor=partition_floor,
                              floor_inputs=floor_inputs, always_whole=always_whole,
-                             key_fixes_partition=key_fixes_partition)
+                             key_fixes_partition=key_fixes_partition, subkey=subkey, compare_rows=compare_rows)
         return fn
 
     return register

@@ -218,7 +218,9 @@ def _build_duckdb(con: duckdb.DuckDBPyConnection, order: list[Model], timings: d
             if m.partition:
                 planner.touched[m.name] = changed_dates(before, planner.fingerprints_of(m))
         else:
-            planner.touched[m.name] = rebuilt[m.name] = rebuild_dates(con, m, expr, dates, tables)
+            changed, planner.keys[m.name] = rebuild_dates(con, m, expr, dates, tables,
+                                                          keys=planner.keys_for(m, dates))
+            planner.touched[m.name] = rebuilt[m.name] = changed
             log.info("build: %s rebuilt %d date(s) of %d changed", m.name, len(planner.touched[m.name]),
                      len(dates))
         if m.partition:

@@ -123,7 +123,8 @@ def subscriptions(tables: Tables) -> ir.Table:
 
 
 @model("staging.charging", grain="one row per rated usage event", key=("usage_id",),
-       depends_on=("raw.charging", "raw.subscriptions", "staging.cell_zone"), partition="usage_date")
+       depends_on=("raw.charging", "raw.subscriptions", "staging.cell_zone"), partition="usage_date",
+       subkey="customer_id", compare_rows=True)
 def charging(tables: Tables) -> ir.Table:
     """One row per rated usage event: the contract columns, plus
 

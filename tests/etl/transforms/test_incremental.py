@@ -10,12 +10,14 @@ import datetime as dt
 import gzip
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
+import ibis
 import pytest
 
 from etl.config import Settings
@@ -138,21 +140,37 @@ def test_next_day_and_a_corrected_file_give_the_tables_of_a_whole_build(two_step
 
 def test_only_the_changed_dates_are_rebuilt(two_step):
     _, _, lines = two_step
-    rebuilt = {line.split()[1].rstrip(":"): line for line in lines if "date(s) deleted" in line}
+    summary = {m.group(1): int(m.group(2)) for line in lines
+               if (m := re.match(r"build: (\S+) rebuilt (\d+) date\(s\) of \d+ changed", line))}
     for name in ("staging.charging", "marts.customer_cell_daily", "marts.customer_usage_daily",
                  "marts.customer_usage_hourly", "marts.zone_daily"):
-        assert name in rebuilt, f"{name} was not rebuilt by dates: {lines}"
-    def n_dates(name: str) -> int:
-        return int(rebuilt[name].split(": ")[2].split()[0])
-
+        assert name in summary, f"{name} was not rebuilt by dates: {lines}"
     # charging: the new day, the corrected one, and the day whose duplicate of a corrected row now loses
     # to it (the latest load wins); KPI hours and top-ups only changed on the new day. Not the 28 days.
-    assert 2 <= n_dates("staging.charging") <= 3, rebuilt["staging.charging"]
-    assert n_dates("staging.kpi_hourly") == 1, rebuilt["staging.kpi_hourly"]
-    assert n_dates("staging.topups") == 1, rebuilt["staging.topups"]
+    assert 2 <= summary["staging.charging"] <= 3, summary
+    assert summary["staging.kpi_hourly"] == 1, summary
+    assert summary["staging.topups"] == 1, summary
     # the hourly mart keeps 7 days: the new day in, the oldest kept day out (the changed older days are
     # outside its window: asked for, they add no row)
-    assert 2 <= n_dates("marts.customer_usage_hourly") <= 4, rebuilt["marts.customer_usage_hourly"]
+    assert 2 <= summary["marts.customer_usage_hourly"] <= 4, summary
+
+
+def test_a_day_changed_in_a_few_rows_is_rebuilt_for_the_customers_it_changed(two_step):
+    """The corrected file changed one event of a day already loaded: staging.charging compares that day's
+    rows with the stored ones instead of rewriting the day, and the per-customer daily marts rebuild only
+    the rows of the customers whose events changed (the comparison with a whole build shows they are right).
+    The new day, which nothing held, is built whole."""
+    _, _, lines = two_step
+    day = dt.datetime.strptime(CORRECTED_DAY, "%Y%m%d").date().isoformat()
+    compared = [m for line in lines
+                if (m := re.match(rf"build: staging\.charging: {day} compared, rows of (\d+) customer_id", line))]
+    assert compared and 1 <= int(compared[0].group(1)) <= 2, lines
+    for name in ("marts.customer_cell_daily", "marts.customer_usage_daily"):
+        assert any(re.match(rf"build: {re.escape(name)}: {day} rebuilt for [12] customer_id value", line)
+                   for line in lines), (name, lines)
+    new_day = dt.datetime.strptime(LAST_DAY, "%Y%m%d").date().isoformat()
+    assert not any(line.startswith(f"build: staging.charging: {new_day} compared") for line in lines)
+    assert any(re.match(r"build: staging\.charging: 1 date\(s\) deleted", line) for line in lines), lines
 
 
 def test_models_whose_inputs_did_not_change_are_kept(two_step):
@@ -231,3 +249,49 @@ def test_changed_dates_compares_date_by_date():
     assert changed_dates(before, after) == {d2, d3}
     assert changed_dates(after, after) == set()
     assert changed_dates({d1: (1, 1)}, {}) == {d1}
+
+
+def test_rebuild_by_comparison_and_by_values_on_literal_tables():
+    """A row-level model compared on a day it holds (a changed row, a removed row, a new row of a null
+    customer) writes only those rows and names their customers (None for the null one); an aggregate with
+    the same subkey rebuilt for those customers equals its whole rebuild; a day nothing changed on is not
+    reported."""
+    from etl.transforms.incremental import rebuild_dates
+    from etl.transforms.registry import Model
+
+    d1, d2 = dt.date(2026, 10, 1), dt.date(2026, 10, 2)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA raw; CREATE SCHEMA staging; CREATE SCHEMA marts")
+    con.execute("CREATE TABLE raw.ev (id VARCHAR, customer_id VARCHAR, day DATE, amount DOUBLE)")
+    con.execute("INSERT INTO raw.ev VALUES ('e1', 'c1', ?, 1.0), ('e2', 'c1', ?, 2.0), ('e3', 'c2', ?, 4.0), "
+                "('e4', 'c3', ?, 8.0), ('e5', 'c1', ?, 16.0)", [d1, d1, d1, d1, d2])
+    be = ibis.duckdb.from_connection(con)
+
+    def per_customer(tables):
+        ev = tables["staging.ev"]
+        return ev.group_by(["customer_id", "day"]).aggregate(n=ev.count(), amount=ev.amount.sum())
+
+    staged = Model(name="staging.ev", grain="event", key=("id",), depends_on=("raw.ev",),
+                   build=lambda tables: tables["raw.ev"], partition="day", subkey="customer_id", compare_rows=True)
+    agg = Model(name="marts.per_customer", grain="customer day", key=("customer_id", "day"),
+                nullable_key=("customer_id",), depends_on=("staging.ev",), build=per_customer,
+                partition="day", subkey="customer_id")
+    tables = {"raw.ev": be.table("ev", database="raw")}
+    be.create_table("ev", staged.build(tables), database="staging")
+    tables["staging.ev"] = be.table("ev", database="staging")
+    be.create_table("per_customer", agg.build(tables), database="marts")
+
+    con.execute("UPDATE raw.ev SET amount = 3.0 WHERE id = 'e2'")
+    con.execute("DELETE FROM raw.ev WHERE id = 'e3'")
+    con.execute("INSERT INTO raw.ev VALUES ('e6', NULL, ?, 32.0)", [d1])
+    changed, keys = rebuild_dates(con, staged, staged.build(tables), {d1, d2}, tables)
+    assert changed == {d1} and keys == {d1: frozenset({"c1", "c2", None})}  # d2 compared: nothing changed
+    assert sorted(con.execute("SELECT * FROM staging.ev").fetchall(), key=str) == sorted(
+        con.execute("SELECT * FROM raw.ev").fetchall(), key=str)
+
+    changed, _ = rebuild_dates(con, agg, agg.build(tables), changed, tables, keys=keys)
+    assert changed == {d1}
+    expect = con.execute(f"SELECT * FROM ({ibis.to_sql(agg.build(tables), dialect='duckdb')}) ORDER BY ALL").fetchall()
+    assert con.execute("SELECT * FROM marts.per_customer ORDER BY ALL").fetchall() == expect
+    assert ("c3", d1, 1, 8.0) in expect and (None, d1, 1, 32.0) in expect
+    assert not any(r[0] == "c2" for r in expect)
