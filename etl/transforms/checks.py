@@ -84,21 +84,30 @@ def key_check(m: Model, *, dates: Collection[dt.date | None] | None = None) -> C
     """The model's key is unique and not null: bad rows are keys seen twice, or with a null part (other than
     the parts the model declares `nullable_key`).
 
-    `dates` (for a model whose duplicates can only be within one partition date, `Model.key_within_date`)
-    limits the check to the rows of those dates: the dates an incremental build rebuilt.
+    `dates` (the dates an incremental build rebuilt, for a model that `scoped_by_dates` allows) limits the
+    check to the rows a duplicate must involve: those of the dates, when duplicates can only be within one
+    date (`Model.key_within_date`); else, for a one-column key, every row whose key is also on those dates.
+    The rows of the other dates were checked by the builds that wrote them.
     """
     keys = ", ".join(qident(k) for k in m.key)
     nulls = " OR ".join(f"{qident(k)} IS NULL" for k in m.key if k not in m.nullable_key) or "false"
     source, params, scope = qident(m.name), (), ""
     if dates is not None:
-        if not m.key_within_date:
-            raise ValueError(f"{m.name}: a key check by dates needs a key within one partition date")
+        if not scoped_by_dates(m):
+            raise ValueError(f"{m.name}: a key check by dates needs a key within one partition date, or a "
+                             "one-column key")
         part = qident(m.partition)
         days = sorted(d for d in dates if d is not None)
-        null = f" OR {part} IS NULL" if None in dates else ""
-        source = f"(SELECT * FROM {source} WHERE {part} IN (SELECT unnest(?::DATE[])){null})"
-        params = (days,)
-        scope = f"; rows of the {len(dates)} date(s) this build rebuilt"
+        on_dates = f"({part} IN (SELECT unnest(?::DATE[])){f' OR {part} IS NULL' if None in dates else ''})"
+        if m.key_within_date:
+            source = f"(SELECT * FROM {source} WHERE {on_dates})"
+            params = (days,)
+            scope = f"; rows of the {len(dates)} date(s) this build rebuilt"
+        else:
+            source = (f"(SELECT * FROM {source} WHERE {on_dates} OR {keys} IN "
+                      f"(SELECT {keys} FROM {source} WHERE {on_dates}))")
+            params = (days, days)
+            scope = f"; rows whose key is on the {len(dates)} date(s) this build rebuilt"
     sql = (
         f"SELECT {keys}, count(*) AS n_rows FROM {source} GROUP BY {keys} "
         f"HAVING count(*) > 1 OR {nulls}"
@@ -106,6 +115,11 @@ def key_check(m: Model, *, dates: Collection[dt.date | None] | None = None) -> C
     nullable = f" ({', '.join(m.nullable_key)} may be null)" if m.nullable_key else ""
     return Check(name=f"key:{m.name}", table=m.name, sql=sql, params=params,
                  description=f"{', '.join(m.key)} unique and not null{nullable} ({m.grain}){scope}")
+
+
+def scoped_by_dates(m: Model) -> bool:
+    """Whether the key check of a model rebuilt by dates can read only the rows those dates involve."""
+    return bool(m.partition) and (m.key_within_date or len(m.key) == 1)
 
 
 def range_checks(table: str, columns: Sequence[str]) -> list[Check]:
@@ -209,12 +223,12 @@ def checks_for(con: duckdb.DuckDBPyConnection, models: Mapping[str, Model], *,
     """Every check that applies to the built `models`: keys, ranges, reconciliations, registered ones.
 
     `rebuilt` gives, for partitioned models an incremental build rebuilt by dates, those dates: their key
-    checks read only them (when the key fixes the date).
+    checks read only the rows those dates involve (`key_check`).
     """
     rebuilt = rebuilt or {}
     out: list[Check] = []
     for m in models.values():
-        by_dates = m.name in rebuilt and m.key_within_date
+        by_dates = m.name in rebuilt and scoped_by_dates(m)
         out.append(key_check(m, dates=rebuilt[m.name] if by_dates else None))
         out += range_checks(m.name, table_columns(con, m.name))
     if "marts.zone_daily" in models:

@@ -62,6 +62,25 @@ def test_a_key_check_by_dates_reads_only_those_dates(con):
     assert dataclasses.replace(hourly, key_fixes_partition=True).key_within_date
 
 
+def test_a_one_column_key_by_dates_reads_the_rows_sharing_a_key_with_those_dates(con):
+    """A key that does not fix the date (an event id) may repeat across dates: after an incremental build
+    the check reads the rebuilt dates' rows and every row with one of their keys, not the rest."""
+    d1, d2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+    con.execute("CREATE TABLE marts.e (id VARCHAR, day DATE)")
+    con.executemany("INSERT INTO marts.e VALUES (?, ?)", [
+        ("a", d1), ("a", d2),  # across an old date and a rebuilt one: found
+        ("b", d1), ("b", d1),  # both on an old date, checked when it was built: not read
+        (None, d2), ("c", d2),
+    ])
+    m = Model(name="marts.e", grain="one row per event", key=("id",), depends_on=(), build=lambda t: t,
+              partition="day")
+    assert not m.key_within_date
+    whole, scoped, old = run_checks(con, [key_check(m), key_check(m, dates={d2}), key_check(m, dates={d1})])
+    assert whole.n_bad == 3 and scoped.n_bad == 2 and old.n_bad == 2
+    assert sorted(scoped.examples, key=str) == sorted([{"id": "a", "n_rows": 2}, {"id": None, "n_rows": 1}], key=str)
+    assert "rows whose key is on the 1 date(s) this build rebuilt" in scoped.description
+
+
 def test_range_checks_cover_percentages_and_completeness(con):
     con.execute("CREATE TABLE marts.k AS SELECT * FROM (VALUES (100.0, 1.0, 5.0), (100.5, 0.5, 500.0), "
                 "(NULL, 1.2, 1.0)) v(availability_pct, completeness, latency_ms)")
