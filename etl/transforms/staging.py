@@ -160,7 +160,10 @@ def customers(tables: Tables) -> ir.Table:
     """
     raw = tables["raw.customers"]
     cz = tables["staging.customer_zone"].select(cz_customer_id="customer_id", geo_zone_id="zone_id")
+    placed = cz.filter(cz.geo_zone_id.notnull())
     ch = tables["staging.charging"]
+    # only the customers the map could not place need their usage counted
+    ch = ch.anti_join(placed, ch.customer_id == placed.cz_customer_id)
     used = (
         ch.filter(ch.zone_id.notnull() & ch.customer_id.notnull())
         .group_by(["customer_id", "zone_id"])
