@@ -24,7 +24,7 @@ import pandas as pd
 import shapely
 
 from etl.config import Settings
-from etl.transforms.checks import table_exists
+from etl.transforms.checks import table_columns, table_exists
 from etl.transforms.incremental import whole_fingerprint
 
 log = logging.getLogger(__name__)
@@ -362,17 +362,9 @@ def _opt(df: pd.DataFrame, col: str) -> list:
             for v in df[col].tolist()]
 
 
-def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-        [schema, table],
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def _read(con: duckdb.DuckDBPyConnection, source: str, cols: tuple[str, ...]) -> pd.DataFrame:
     """`raw.<source>` restricted to `cols` (absent columns as nulls; an absent table as no rows)."""
-    present = _columns(con, "raw", source) if table_exists(con, f"raw.{source}") else set()
+    present = set(table_columns(con, f"raw.{source}"))
     if not present:
         return pd.DataFrame({c: pd.Series(dtype=float if c in _FLOATS else object) for c in cols})
     sel = ", ".join(f'"{c}"' if c in present else f'NULL::{"DOUBLE" if c in _FLOATS else "VARCHAR"} AS "{c}"'

@@ -280,9 +280,9 @@ class FileStat:
 
 def read_file_stats(con: duckdb.DuckDBPyConnection) -> dict[str, FileStat]:
     """File name → its recorded size, time and hash (files loaded before times were recorded are left out)."""
-    cols = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'raw' AND table_name = 'manifest'").fetchall()}
-    if "mtime_ns" not in cols:
+    from etl.transforms.checks import table_columns
+
+    if "mtime_ns" not in table_columns(con, "raw.manifest"):
         return {}
     rows = con.execute("SELECT file, size_bytes, mtime_ns, sha256 FROM raw.manifest "
                        "WHERE mtime_ns IS NOT NULL AND size_bytes IS NOT NULL").fetchall()

@@ -21,6 +21,7 @@ from etl.contracts import LOAD_ORDER, SOURCES
 from etl.load import q, quarantine_by_reason, raw_table, table_rows
 from etl.pipeline import LAST_REFRESH
 from etl.publish import Warehouse
+from etl.transforms.checks import table_columns
 
 
 def _iso(value: Any) -> Any:
@@ -142,8 +143,7 @@ def _checks(con: duckdb.DuckDBPyConnection, tables: set[str]) -> dict[str, Any]:
     """Passed and failed counts of `meta.checks` (the checks of the build that was published)."""
     if "meta.checks" not in tables:
         return {}
-    cols = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'meta' AND table_name = 'checks'").fetchall()}
+    cols = set(table_columns(con, "meta.checks"))
     ok_col = "ok" if "ok" in cols else "passed" if "passed" in cols else None
     total = con.execute("SELECT count(*) FROM meta.checks").fetchone()[0]
     if ok_col is None:

@@ -44,7 +44,7 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 
-from etl.transforms.checks import qident, table_exists
+from etl.transforms.checks import qident, table_columns, table_exists
 from etl.transforms.registry import Model
 
 log = logging.getLogger(__name__)
@@ -136,9 +136,9 @@ class Planner:
         self.partitioned = {m.name: m for m in order if m.partition}
         self.models = {m.name for m in order}
         self.kept: set[str] = set()
+        """Models that are not partitioned whose table this build kept (`unchanged`)."""
         self.keys: dict[str, Keys] = {}
         """Partitioned models with a subkey → the values whose rows changed, for dates rebuilt by values."""
-        """Models that are not partitioned whose table this build kept (`unchanged`)."""
         self.touched: dict[str, set[dt.date | None]] = {}
         self.dates: dict[str, set[dt.date | None]] = {}
         for table, column in RAW_FACTS.items():
@@ -372,9 +372,7 @@ def _replace_differing_rows(con: duckdb.DuckDBPyConnection, m: Model, expr: ir.T
     """Rebuild one date by comparison: delete the stored rows no new row equals, insert the new rows no
     stored row equals; return the subkey values of both (the values whose rows changed)."""
     col, key, table = qident(m.partition), qident(m.subkey), qident(m.name)
-    cols = [r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND schema_name = ? AND table_name = ? ORDER BY column_index", list(m.name.split("."))).fetchall()]
+    cols = table_columns(con, m.name)
     same = " AND ".join(f"o.{qident(c)} IS NOT DISTINCT FROM n.{qident(c)}" for c in cols)
     sql = ibis.to_sql(expr.filter(expr[m.partition] == day), dialect="duckdb")
     new, stale, fresh = '"__opencem_new"', '"__opencem_stale"', '"__opencem_fresh"'
