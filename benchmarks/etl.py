@@ -76,6 +76,17 @@ def link_tree(src: Path, dst: Path, *, skip_day: str | None = None) -> None:
             (dst / f.name).symlink_to(f.resolve())
 
 
+def write_floor(live: Path, dst: Path, *, marts: tuple[str, ...] | None = None, what: str):
+    """Run WRITE_FLOOR from the warehouse file `live` into `dst` (removed after); (run, rows, tables)."""
+    args = [sys.executable, "-c", WRITE_FLOOR, str(live), str(dst), "3GB"] + ([",".join(marts)] if marts else [])
+    result = run(args)
+    if result.returncode:
+        raise SystemExit(f"{what} failed:\n{result.stderr[-4000:]}")
+    dst.unlink()
+    rows, tables, _ = result.stdout.strip().splitlines()[-1].split()
+    return result, rows, tables
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--customers", type=int, default=100_000)
@@ -99,18 +110,10 @@ def main() -> None:
             raise SystemExit(f"full refresh failed ({full.returncode}):\n{full.stderr[-4000:]}")
         summary = full.json()
         live = work / "wh_full" / "versions" / (work / "wh_full" / "CURRENT").read_text().strip()
-        floor = run([sys.executable, "-c", WRITE_FLOOR, str(live), str(work / "floor.duckdb"), "3GB"])
-        if floor.returncode:
-            raise SystemExit(f"write floor failed:\n{floor.stderr[-4000:]}")
-        floor_rows, floor_tables, _ = floor.stdout.strip().splitlines()[-1].split()
-        (work / "floor.duckdb").unlink()
-        named = run([sys.executable, "-c", WRITE_FLOOR, str(live), str(work / "floor.duckdb"), "3GB",
-                     ",".join(ISSUE_MARTS)])
-        if named.returncode:
-            raise SystemExit(f"write floor of the issue's tables failed:\n{named.stderr[-4000:]}")
-        named_rows, named_tables, _ = named.stdout.strip().splitlines()[-1].split()
+        floor, floor_rows, floor_tables = write_floor(live, work / "floor.duckdb", what="write floor")
+        named, named_rows, named_tables = write_floor(live, work / "floor.duckdb", marts=ISSUE_MARTS,
+                                                      what="write floor of the issue's tables")
         shutil.rmtree(work / "wh_full", ignore_errors=True)
-        (work / "floor.duckdb").unlink()
 
         partial = work / "partial"
         link_tree(src, partial, skip_day=days[-1])
